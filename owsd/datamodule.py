@@ -1,0 +1,210 @@
+"""The LightningDataModule: picks the experiment's images, fills the cache, serves cached pairs to the IIN."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from torch.utils.data import DataLoader, Dataset
+
+from owsd.components.cloud import Cloud, LocalCloud
+from owsd.components.encoder import Encoder
+from owsd.components.generator import ScramblingGenerator
+from owsd.components.key import Key, load_key, save_key
+from owsd.components.timm_models import ModelSpec
+from owsd.data.cache import CachedRows, PairCache
+from owsd.data.selection import LabelSubset, Split, split_items
+from owsd.data.sources import ImageSource
+from owsd.errors import ConfigError
+from owsd.precompute import PrecomputeModule, SourceImages
+
+log = logging.getLogger(__name__)
+
+
+class CachedPairs(Dataset):
+    """Cached rows as IIN samples; `label` is the IIN class (the index into the chosen labels)."""
+
+    def __init__(self, rows: CachedRows, class_of_label: dict[int, int]) -> None:
+        self.tensors: dict[str, torch.Tensor] = {
+            "embedding": rows.embedding,
+            "cloud": rows.cloud,
+            "label": torch.tensor([class_of_label[int(label)] for label in rows.labels]),
+        }
+        if rows.plaintext_cloud is not None:
+            self.tensors["plaintext_cloud"] = rows.plaintext_cloud
+
+    def __len__(self) -> int:
+        return len(self.tensors["label"])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {name: tensor[index] for name, tensor in self.tensors.items()}
+
+
+class OWSDDataModule(LightningDataModule):
+    """Private labelled images → cached (embedding, cloud vector, label) → IIN batches.
+
+    Args:
+        source: the labelled private images.
+        encoders: one or more timm backbones; each embedding is scrambled and sent on its own (use case 4).
+        cloud: the classifier the scrambled images are sent to.
+        key_file: the secret key (32 bytes, mode 0600); only its path ever appears in a config.
+        create_key: create `key_file` if it does not exist (for demos; otherwise use `owsd keygen`).
+        labels: which labels are confidential: all, `count` at random with `seed`, or a list of `names`.
+        images_per_label: images drawn per label (all when unset).
+        test_fraction: share of each label's images held out for test.
+        val_fraction: share of the remaining training images used for early stopping.
+        split_seed: seed of the image draw and split; vary it for the paper's five random splits.
+        plaintext_baseline: also ask the (local only) cloud about the plaintext images, for the upper bound.
+        image_size: size the private images are loaded at before each model's own resize.
+        scrambled_size: side of the scrambled images sent to the cloud (256 in the paper).
+        generator_channels: channels of the generator's first feature map.
+        cache_dir: where precomputed pairs are kept, one folder per pipeline fingerprint.
+        batch_size: IIN batch size.
+        precompute_batch_size: images per precompute batch (and per cache shard).
+        num_workers: data-loading worker processes for precompute.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        encoders: list[ModelSpec],
+        cloud: Cloud,
+        key_file: Path,
+        create_key: bool = False,
+        labels: LabelSubset = LabelSubset(),
+        images_per_label: int | None = None,
+        test_fraction: float = 0.3,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        plaintext_baseline: bool = False,
+        image_size: int = 256,
+        scrambled_size: int = 256,
+        generator_channels: int = 512,
+        cache_dir: Path = Path(".owsd_cache"),
+        batch_size: int = 64,
+        precompute_batch_size: int = 32,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not encoders:
+            raise ConfigError("data.encoders: give at least one encoder")
+        if plaintext_baseline and not isinstance(cloud, LocalCloud):
+            raise ConfigError("data.plaintext_baseline needs a LocalCloud: plaintext must never reach a remote cloud")
+        self.source, self.encoders, self.cloud = source, list(encoders), cloud
+        self.key_file, self.create_key = Path(key_file), create_key
+        self.labels = labels
+        self.images_per_label, self.test_fraction, self.val_fraction = images_per_label, test_fraction, val_fraction
+        self.split_seed, self.plaintext_baseline = split_seed, plaintext_baseline
+        self.image_size, self.scrambled_size, self.generator_channels = image_size, scrambled_size, generator_channels
+        self.cache_dir = Path(cache_dir)
+        self.batch_size, self.precompute_batch_size, self.num_workers = batch_size, precompute_batch_size, num_workers
+        self.datasets: dict[str, CachedPairs] = {}
+
+    def split(self) -> Split:
+        items = self.source.items
+        chosen = self.labels.choose(self.source.classes)
+        return split_items(
+            [label for _, label in items],
+            chosen,
+            self.images_per_label,
+            self.test_fraction,
+            self.val_fraction,
+            self.split_seed,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.split().labels)
+
+    @property
+    def cloud_classes_known(self) -> bool:
+        """Whether IIN class i is the cloud's class i, so agreement with the cloud can be measured."""
+        return self.source.labels_are_cloud_classes and self.split().labels == list(range(len(self.source.classes)))
+
+    def key(self) -> Key:
+        if self.create_key and not self.key_file.exists():
+            save_key(Key.generate(), self.key_file)
+            log.info("created key file %s", self.key_file)
+        return load_key(self.key_file)
+
+    def cache(self, key: Key) -> PairCache:
+        description = {
+            "source": self.source.identity,
+            "image_size": self.image_size,
+            "encoders": [{"name": spec.name, "weights": spec.weights_id} for spec in self.encoders],
+            "key_fingerprint": key.fingerprint,
+            "generator": {"size": self.scrambled_size, "channels": self.generator_channels},
+            "cloud": self.cloud.cloud_id,
+            "plaintext_baseline": self.plaintext_baseline,
+        }
+        return PairCache(self.cache_dir, description)
+
+    def prepare_cache(self, trainer: Trainer) -> None:
+        """Precompute every image of the split that the cache lacks, through `trainer.predict`.
+
+        A complete cache returns before any model is built.
+        """
+        key = self.key()
+        cache = self.cache(key)
+        split = self.split()
+        image_ids = [self.source.items[position][0] for position in split.all]
+        missing = set(cache.missing(image_ids))
+        log.info(
+            "key %s, cache %s: %d of %d images to precompute",
+            key.fingerprint,
+            cache.directory,
+            len(missing),
+            len(image_ids),
+        )
+        if not missing:
+            return
+        cache.prepare()
+        encoders = [Encoder(spec) for spec in self.encoders]
+        generators = [
+            ScramblingGenerator(
+                key.derive(f"generator/{index}"), encoder.embedding_dim, self.scrambled_size, self.generator_channels
+            )
+            for index, encoder in enumerate(encoders)
+        ]
+        module = PrecomputeModule(encoders, generators, self.cloud.open(), cache, self.plaintext_baseline)
+        positions = [p for p in split.all if self.source.items[p][0] in missing]
+        loader = DataLoader(
+            SourceImages(self.source, positions, self.image_size),
+            batch_size=self.precompute_batch_size,
+            num_workers=self.num_workers,
+        )
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        trainer.strategy.barrier("owsd-precompute")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        cache = self.cache(self.key())
+        split = self.split()
+        class_of_label = {label: index for index, label in enumerate(split.labels)}
+        for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):
+            ids = [self.source.items[position][0] for position in positions]
+            self.datasets[name] = CachedPairs(cache.read(ids), class_of_label)
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Width of each cached feature (embedding, cloud, plaintext_cloud), for sizing the IIN."""
+        return {
+            name: tensor.shape[1]
+            for name, tensor in self.datasets["train"].tensors.items()
+            if name != "label"
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.datasets["train"]
+        # A last batch of one would break BatchNorm; drop it whenever there is more than one batch.
+        return DataLoader(train, batch_size=self.batch_size, shuffle=True, drop_last=len(train) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["val"], batch_size=self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["test"], batch_size=self.batch_size)

@@ -1,0 +1,122 @@
+"""The LightningModule that trains the IIN on cached pairs and reports the paper's metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from owsd.components.iin import IINInput, InternalInferenceNetwork, iin_features
+
+PLAINTEXT_CLOUD = "cloud_plaintext"  # metric prefix of the cloud's own accuracy on unscrambled images
+
+
+class IINModule(LightningModule):
+    """Trains the IIN (paper §4.1: Adam, lr 1e-4 with exponential decay, ≤40 epochs, early stopping).
+
+    Args:
+        iin_input: what the IIN sees: `embedding+cloud` (OWSD), or the `embedding` / `cloud` ablations,
+            or `embedding+plaintext_cloud` (upper bound: the cloud shown unscrambled images).
+        hidden_size: width of the single hidden layer.
+        dropout: dropout after the hidden layer.
+        lr: Adam learning rate.
+        lr_decay: ExponentialLR factor per epoch.
+        patience: epochs without a better validation loss before stopping.
+        input_dim / num_classes / cloud_classes_known: taken from the data at setup; stored in checkpoints.
+    """
+
+    def __init__(
+        self,
+        iin_input: IINInput = "embedding+cloud",
+        hidden_size: int = 512,
+        dropout: float = 0.5,
+        lr: float = 1e-4,
+        lr_decay: float = 0.95,
+        patience: int = 5,
+        input_dim: int | None = None,
+        num_classes: int | None = None,
+        cloud_classes_known: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.iin_input = iin_input
+        self.iin: InternalInferenceNetwork | None = None
+        self.metrics = nn.ModuleDict()
+        if input_dim is not None and num_classes is not None:
+            self._build()
+
+    @property
+    def name(self) -> str:
+        return self.iin_input
+
+    def setup(self, stage: str) -> None:
+        if self.iin is not None:
+            return
+        data = self.trainer.datamodule
+        dims = data.feature_dims
+        parts = iin_features({k: torch.zeros(1, d) for k, d in dims.items()}, self.iin_input)
+        self.hparams.update(input_dim=parts.shape[1], num_classes=data.num_classes)
+        self.hparams.cloud_classes_known = data.cloud_classes_known
+        self._build()
+
+    def _build(self) -> None:
+        hp = self.hparams
+        self.iin = InternalInferenceNetwork(hp.input_dim, hp.num_classes, hp.hidden_size, hp.dropout)
+        for k in (1, 5):
+            top_k = min(k, hp.num_classes)
+            for target in ("true", "cloud"):
+                self.metrics[f"{target}_top{k}"] = MulticlassAccuracy(hp.num_classes, top_k=top_k, average="micro")
+            self.metrics[f"plaintext_top{k}"] = MulticlassAccuracy(hp.num_classes, top_k=top_k, average="micro")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.iin(iin_features(batch, self.iin_input))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = F.cross_entropy(self(batch), batch["label"])
+        self.log(f"train/{self.name}/loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch)
+        labels = batch["label"]
+        size = len(labels)
+        self.log(f"{stage}/{self.name}/loss", F.cross_entropy(logits, labels), batch_size=size)
+        self._accuracy(stage, self.name, "true", logits, labels)
+        if self.hparams.cloud_classes_known and "plaintext_cloud" in batch:
+            plaintext = batch["plaintext_cloud"]
+            # The paper's "Cloud Class." columns: agreement with the cloud's answer for the plaintext image.
+            self._accuracy(stage, self.name, "cloud", logits, plaintext.argmax(1), suffix="cloud_class_")
+            # Its upper bound: the cloud's own accuracy on the unscrambled images.
+            self._accuracy(stage, PLAINTEXT_CLOUD, "plaintext", plaintext, labels)
+
+    def _accuracy(
+        self, stage: str, prefix: str, target: str, scores: torch.Tensor, labels: torch.Tensor, suffix: str = ""
+    ) -> None:
+        for k in (1, 5):
+            metric = self.metrics[f"{target}_top{k}"]
+            metric(scores, labels)
+            self.log(f"{stage}/{prefix}/{suffix}top{k}", metric, batch_size=len(labels))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Early stopping and best-checkpoint selection on this IIN's own validation loss."""
+        monitor = f"val/{self.name}/loss"
+        return [
+            EarlyStopping(monitor=monitor, patience=self.hparams.patience),
+            ModelCheckpoint(monitor=monitor, filename=f"{self.name}-{{epoch}}", auto_insert_metric_name=False),
+        ]

@@ -1,0 +1,98 @@
+"""Precompute as a Lightning predict loop: encoder → keyed generator → cloud, once per image.
+
+Running it through `trainer.predict` lets `--trainer.devices N --trainer.strategy ddp` shard the
+images across processes, GPUs or nodes; each process writes its own complete shards to the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import nn
+from torch.utils.data import Dataset
+
+from owsd.components.cloud import CloudClient, LocalCloudClient
+from owsd.components.encoder import Encoder
+from owsd.components.generator import ScramblingGenerator
+from owsd.data.cache import PairCache
+from owsd.data.sources import ImageSource
+
+log = logging.getLogger(__name__)
+
+
+class SourceImages(Dataset):
+    """The images at `positions` of a source, loaded at `size`, with their ids and labels."""
+
+    def __init__(self, source: ImageSource, positions: list[int], size: int) -> None:
+        self.source, self.positions, self.size = source, positions, size
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        position = self.positions[index]
+        image_id, label = self.source.items[position]
+        return {"image": self.source.load(position, self.size), "image_id": image_id, "label": label}
+
+
+class PrecomputeModule(LightningModule):
+    """Scrambles each encoder's embedding, asks the cloud, and stores a shard per batch."""
+
+    def __init__(
+        self,
+        encoders: list[Encoder],
+        generators: list[ScramblingGenerator],
+        cloud: CloudClient,
+        cache: PairCache,
+        plaintext_baseline: bool,
+    ) -> None:
+        super().__init__()
+        if plaintext_baseline and not isinstance(cloud, LocalCloudClient):
+            raise TypeError("the plaintext baseline may only be computed by a LocalCloud")
+        self.encoders = nn.ModuleList(encoders)
+        self.generators = nn.ModuleList(generators)
+        self.cloud = cloud
+        self.cache = cache
+        self.plaintext_baseline = plaintext_baseline
+        self._images = 0
+        self._started = 0.0
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        images = batch["image"]
+        embeddings, vectors = [], []
+        for encoder, generator in zip(self.encoders, self.generators):
+            embedding = encoder(images)
+            embeddings.append(embedding)
+            vectors.append(self.cloud(generator.scramble(embedding)))
+        rows = {"embedding": torch.cat(embeddings, 1), "cloud": torch.cat(vectors, 1)}
+        if self.plaintext_baseline:
+            rows["plaintext_cloud"] = self.cloud.classify_plaintext(images)
+        return rows
+
+    def on_predict_start(self) -> None:
+        self._images, self._started = 0, time.perf_counter()
+
+    def on_predict_batch_end(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], batch_idx: int) -> None:
+        self.cache.write_shard(batch["image_id"], batch["label"], outputs)
+        self._images += len(batch["image_id"])
+        bar = self.trainer.progress_bar_callback
+        if isinstance(bar, TQDMProgressBar) and bar.predict_progress_bar is not None:
+            bar.predict_progress_bar.set_postfix(images_per_s=f"{self.images_per_second:.1f}")
+
+    def on_predict_end(self) -> None:
+        log.info(
+            "rank %d precomputed %d images in %.1f s (%.1f images/s)",
+            self.global_rank,
+            self._images,
+            time.perf_counter() - self._started,
+            self.images_per_second,
+        )
+
+    @property
+    def images_per_second(self) -> float:
+        return self._images / max(time.perf_counter() - self._started, 1e-9)
