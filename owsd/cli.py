@@ -39,9 +39,10 @@ class OWSDCLI(LightningCLI):
 
     def after_fit(self) -> None:
         results = {self.model.name: self._test(self.trainer, self.model)}
+        settings = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}  # drop CLI bookkeeping
         for iin_input in self._get(self.config, "compare"):
             trainer = self.instantiate_trainer()
-            model = IINModule(**{**self.model.hparams, "iin_input": iin_input, "input_dim": None})
+            model = IINModule(**{**settings, "iin_input": iin_input, "input_dim": None})
             trainer.fit(model, datamodule=self.datamodule)
             results[model.name] = self._test(trainer, model)
         if self.trainer.is_global_zero:

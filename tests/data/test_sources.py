@@ -1,0 +1,59 @@
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from owsd.data.sources import ImageFolderSource, MnistSource, square_rgb
+from owsd.errors import DataError
+from tests.conftest import TINY_IMAGES
+
+
+def test_square_rgb_crops_the_centre_to_uint8_rgb():
+    image = Image.new("L", (40, 20), 255)
+    tensor = square_rgb(image, 16)
+    assert tensor.dtype == torch.uint8 and tensor.shape == (3, 16, 16)
+    assert tensor.min() == 255
+
+
+def test_image_folder_lists_sorted_classes_and_relative_ids():
+    source = ImageFolderSource(TINY_IMAGES)
+    assert source.classes == sorted(source.classes) and "frog" in source.classes
+    assert len(source.items) == 20
+    image_id, label = source.items[0]
+    assert image_id.startswith(source.classes[label] + "/")
+    assert source.load(0, 48).shape == (3, 48, 48)
+
+
+def test_image_folder_identity_changes_when_a_file_changes(tmp_path):
+    shutil.copytree(TINY_IMAGES, tmp_path / "imgs")
+    before = ImageFolderSource(tmp_path / "imgs").identity
+    next((tmp_path / "imgs").rglob("*.png")).write_bytes(b"other content")
+    assert ImageFolderSource(tmp_path / "imgs").identity != before
+
+
+def test_missing_and_empty_folders_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"image folder .*nothere does not exist"):
+        ImageFolderSource(tmp_path / "nothere")
+    with pytest.raises(DataError, match="has no class sub-folders"):
+        ImageFolderSource(tmp_path).items
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="holds no images"):
+        ImageFolderSource(tmp_path).items
+
+
+def test_corrupt_image_is_named(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "broken.png").write_bytes(b"\x89PNG not really")
+    source = ImageFolderSource(tmp_path)
+    with pytest.raises(DataError, match=r"cannot read image .*cats/broken\.png"):
+        source.load(0, 32)
+
+
+def test_mnist_has_5000_real_digits():
+    source = MnistSource()
+    labels = [label for _, label in source.items]
+    assert len(labels) == 5000 and all(labels.count(d) == 500 for d in range(10))
+    digit = source.load(0, 64)
+    assert digit.shape == (3, 64, 64) and digit.max() > 200 and digit.min() < 30

@@ -1,0 +1,91 @@
+"""`owsd` end to end on the tiny CI config, and the command line's answers to bad input."""
+
+import base64
+import shutil
+import stat
+
+import pytest
+import torch
+
+from owsd.cli import main
+from owsd.components.key import load_key
+from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
+
+
+def test_fit_prints_test_accuracy_for_iin_ablations_and_upper_bound(workdir, capsys):
+    main(tiny_args(workdir, "--compare", "[embedding, cloud, embedding+plaintext_cloud]"))
+    out = capsys.readouterr().out
+    assert "OWSD test accuracy (10 images)" in out
+    for row in ("IIN [embedding+cloud]", "IIN [embedding]", "IIN [cloud]", "IIN [embedding+plaintext_cloud]"):
+        assert row in out
+    assert list((workdir / "runs").rglob("embedding+cloud-*.ckpt")), "best checkpoint is kept"
+
+
+def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, caplog):
+    main(tiny_args(workdir))
+    main(tiny_args(workdir, "--print_config"))
+    secret = (workdir / "keys" / "test.key").read_bytes()
+    forms = [secret, secret.hex().encode(), base64.b64encode(secret), secret.hex().upper().encode()]
+    written = [p for p in (workdir / "runs").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ckpt" for p in written) and any(p.name == "config.yaml" for p in written)
+    for path in written:
+        content = path.read_bytes()
+        assert not any(form in content for form in forms), f"key material in {path}"
+    captured = capsys.readouterr()
+    text = (captured.out + captured.err + caplog.text).encode()
+    assert not any(form in text for form in forms)
+    assert load_key(workdir / "keys" / "test.key").fingerprint in caplog.text  # named by fingerprint only
+
+
+def test_keygen_writes_owner_only_file_and_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "org.key"
+    first = run_owsd(["keygen", str(path)])
+    assert first.returncode == 0 and load_key(path).fingerprint in first.stdout
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    again = run_owsd(["keygen", str(path)])
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert path.read_bytes() == before
+
+
+def bad_input_cases(workdir):
+    loose = workdir / "loose.key"
+    loose.write_bytes(b"k" * 32)
+    loose.chmod(0o644)
+    short = workdir / "short.key"
+    short.write_bytes(b"k" * 8)
+    short.chmod(0o600)
+    corrupt = workdir / "corrupt"
+    shutil.copytree(TINY_IMAGES, corrupt)
+    (corrupt / "frog" / "zz_broken.png").write_bytes(b"\x89PNG truncated")
+    return {
+        "unknown encoder": (["--data.encoders", "[{name: resnet5O, weights: random}]"], "resnet5O"),
+        "missing weights": (["--data.cloud.init_args.weights", "/nonexistent/w.pth"], "/nonexistent/w.pth"),
+        "missing folder": (["--data.source.init_args.root", str(workdir / "nothere")], "nothere does not exist"),
+        "loose key": (["--data.key_file", str(loose), "--data.create_key", "false"], "loose.key has mode 0644"),
+        "short key": (["--data.key_file", str(short)], "short.key holds 8 bytes"),
+        "too many labels": (["--data.labels.count", "11"], "labels.count=11 but the dataset has 8 labels"),
+        "too many images": (["--data.images_per_label", "3"], "images_per_label asks for 3"),
+        "corrupt image": (["--data.source.init_args.root", str(corrupt)], "zz_broken.png"),
+        "failing cloud": (["--data.cloud", "tests.helpers.NaNCloud", "--data.plaintext_baseline", "false"], "NaN"),
+        "plaintext to remote": (["--data.cloud", "tests.helpers.NaNCloud"], "plaintext_baseline needs a LocalCloud"),
+    }
+
+
+CASES = ["unknown encoder", "missing weights", "missing folder", "loose key", "short key", "too many labels"]
+CASES += ["too many images", "corrupt image", "failing cloud", "plaintext to remote"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_clear_error_and_leaves_no_shard(workdir, case):
+    overrides, message = bad_input_cases(workdir)[case]
+    result = run_owsd(tiny_args(workdir, *overrides))
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    stored = [image_id for shard in (workdir / "cache").rglob("shard-*.pt") for image_id in torch.load(shard)["image_ids"]]
+    if case == "corrupt image":  # whole batches before the broken image may be kept; the broken one's is not
+        assert "frog/zz_broken.png" not in stored
+    else:
+        assert not stored
+    assert not list((workdir / "cache").rglob("*.tmp"))

@@ -1,0 +1,92 @@
+"""The precompute cache: resumable, shared across runs, identical across process counts, and the
+cloud shown nothing but scrambled images."""
+
+import signal
+import subprocess
+import time
+
+import torch
+
+from owsd.cli import main
+from owsd.components.encoder import Encoder
+from owsd.components.generator import ScramblingGenerator
+from owsd.components.key import load_key
+from owsd.components.timm_models import ModelSpec
+from owsd.data.cache import PairCache
+from owsd.data.sources import ImageFolderSource
+from tests import helpers
+from tests.conftest import TINY_IMAGES, owsd_process, run_owsd, tiny_args
+
+
+def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
+    """Every cached row by image id, whatever shard it sits in."""
+    (directory,) = (workdir / "cache").iterdir()
+    rows = {}
+    for path in sorted(directory.glob("shard-*.pt")):
+        shard = torch.load(path)
+        for row, image_id in enumerate(shard["image_ids"]):
+            rows.setdefault(image_id, {k: shard[k][row] for k in ("labels", "embedding", "cloud", "plaintext_cloud")})
+    return rows
+
+
+def assert_same_cache(first, second):
+    assert first.keys() == second.keys() and len(first) == 20
+    for image_id in first:
+        for field in first[image_id]:
+            assert torch.equal(first[image_id][field], second[image_id][field]), (image_id, field)
+
+
+def test_cache_hit_builds_no_model_and_reuses_rows_across_label_subsets(workdir, monkeypatch):
+    main(tiny_args(workdir, "--trainer.max_epochs", "1"))
+    before = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
+    monkeypatch.setattr("timm.create_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model built")))
+    main(tiny_args(workdir, "--trainer.max_epochs", "1"))
+    main(tiny_args(workdir, "--trainer.max_epochs", "1", "--data.labels.names", "[frog, ship]"))
+    after = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
+    assert after == before
+
+
+def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
+    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet"]
+    slow += ["--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.5"]
+    args = tiny_args(workdir / "resumed", *slow, "--trainer.max_epochs", "1")
+    process = owsd_process(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((workdir / "resumed" / "cache").rglob("shard-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = len(cached(workdir / "resumed"))
+    assert 0 < partial < 20, "the kill landed mid-way"
+    assert run_owsd(args).returncode == 0
+    straight = run_owsd(tiny_args(workdir / "straight", "--trainer.max_epochs", "1"))
+    assert straight.returncode == 0, straight.stderr
+    assert_same_cache(cached(workdir / "resumed"), cached(workdir / "straight"))
+
+
+def test_two_processes_build_the_same_cache_as_one(workdir):
+    two = run_owsd(tiny_args(workdir / "two", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                             "--trainer.max_epochs", "1"), cwd=workdir)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_owsd(tiny_args(workdir / "one", "--trainer.max_epochs", "1"), cwd=workdir)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+
+
+def test_only_scrambled_images_reach_the_cloud(workdir):
+    helpers.RECEIVED.clear()
+    main(tiny_args(workdir, "--data.cloud", "tests.helpers.SpyCloud", "--data.plaintext_baseline", "false",
+                   "--trainer.max_epochs", "1"))
+    received = torch.cat(helpers.RECEIVED)
+    assert received.dtype == torch.uint8 and received.shape == (20, 3, 32, 32)
+    # Re-scramble every image from scratch with the key: the spy saw exactly these bytes, nothing else.
+    source = ImageFolderSource(TINY_IMAGES)
+    images = torch.stack([source.load(i, 64) for i in range(len(source.items))])
+    encoder = Encoder(ModelSpec("test_efficientnet", "random"))
+    key = load_key(workdir / "keys" / "test.key")
+    generator = ScramblingGenerator(key.derive("generator/0"), encoder.embedding_dim, 32, 64)
+    with torch.inference_mode():
+        expected = generator.scramble(encoder(images)).pixels
+    assert torch.equal(received, expected)
+    plaintext = torch.nn.functional.interpolate(images.float(), size=32, mode="area").round().to(torch.uint8)
+    assert not any(torch.equal(r, p) for r in received for p in plaintext)
