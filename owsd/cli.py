@@ -7,18 +7,17 @@ trained and tested the same way, and one table of test accuracies is printed.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
+from lightning.pytorch import seed_everything
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from owsd.components.iin import IINInput
-from owsd.components.key import Key, save_key
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import OWSDError
 from owsd.iin_module import PLAINTEXT_CLOUD, IINModule
+from owsd.keygen import keygen
 
 log = logging.getLogger("owsd")
 
@@ -34,6 +33,7 @@ class OWSDCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.datamodule.prepare_cache(self.trainer)
+        self._reseed()  # the IIN starts from the same state whether or not precompute ran
 
     before_validate = before_test = before_fit
 
@@ -41,6 +41,7 @@ class OWSDCLI(LightningCLI):
         results = {self.model.name: self._test(self.trainer, self.model)}
         settings = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}  # drop CLI bookkeeping
         for iin_input in self._get(self.config, "compare"):
+            self._reseed()
             trainer = self.instantiate_trainer()
             model = IINModule(**{**settings, "iin_input": iin_input, "input_dim": None})
             trainer.fit(model, datamodule=self.datamodule)
@@ -48,41 +49,47 @@ class OWSDCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(results_table(results, len(self.datamodule.datasets["test"])))
 
+    def _reseed(self) -> None:
+        seed = self._get(self.config, "seed_everything")
+        if seed is not None and seed is not False:
+            seed_everything(seed, verbose=False)
+
     @staticmethod
     def _test(trainer, model: IINModule) -> dict[str, float]:
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
         return trainer.test(model, datamodule=trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
 
 
+ROLES = {
+    "embedding+cloud": "OWSD",
+    "embedding": "ablation",
+    "cloud": "ablation",
+    "embedding+plaintext_cloud": "upper bound",
+}
+
+
 def results_table(results: dict[str, dict[str, float]], test_images: int) -> str:
     """Test top-1/top-5 per IIN input, with the cloud-agreement and plaintext-cloud rows when measured."""
-    lines = [f"OWSD test accuracy ({test_images} images)", f"{'':34}{'top-1':>8}{'top-5':>8}"]
+
+    def row(label: str, metrics: dict[str, float], prefix: str) -> str:
+        return f"{label:44}{metrics[f'{prefix}top1']:8.3f}{metrics[f'{prefix}top5']:8.3f}"
+
+    lines = [f"{f'OWSD test accuracy on {test_images} images':44}{'top-1':>8}{'top-5':>8}"]
     plaintext: dict[str, float] = {}
     for name, metrics in results.items():
-        label = f"IIN [{name}]" + ("  (upper bound: no scrambling)" if "plaintext" in name else "")
-        lines.append(f"{label:34}{metrics[f'test/{name}/top1']:8.3f}{metrics[f'test/{name}/top5']:8.3f}")
+        lines.append(row(f"IIN {name} ({ROLES[name]})", metrics, f"test/{name}/"))
         if f"test/{name}/cloud_class_top1" in metrics:
-            agreement = metrics[f"test/{name}/cloud_class_top1"], metrics[f"test/{name}/cloud_class_top5"]
-            lines.append(f"{'  vs cloud plaintext class':34}{agreement[0]:8.3f}{agreement[1]:8.3f}")
+            lines.append(row("  agreement with the cloud on plaintext", metrics, f"test/{name}/cloud_class_"))
         plaintext.update({k: v for k, v in metrics.items() if k.startswith(f"test/{PLAINTEXT_CLOUD}/")})
     if plaintext:
-        top1, top5 = plaintext[f"test/{PLAINTEXT_CLOUD}/top1"], plaintext[f"test/{PLAINTEXT_CLOUD}/top5"]
-        lines.append(f"{'cloud on plaintext (upper bound)':34}{top1:8.3f}{top5:8.3f}")
+        lines.append(row("cloud on plaintext images (upper bound)", plaintext, f"test/{PLAINTEXT_CLOUD}/"))
     return "\n".join(lines)
-
-
-def keygen(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="owsd keygen", description="Write a new 256-bit key file (mode 0600).")
-    parser.add_argument("path", type=Path)
-    path = parser.parse_args(argv).path
-    key = Key.generate()
-    save_key(key, path)
-    print(f"wrote key {key.fingerprint} to {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(format="%(message)s")
+    log.setLevel(logging.INFO)
     try:
         if args[:1] == ["keygen"]:
             keygen(args[1:])

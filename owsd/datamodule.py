@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from owsd.data.cache import CachedRows, PairCache
 from owsd.data.selection import LabelSubset, Split, split_items
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
-from owsd.precompute import PrecomputeModule, SourceImages
+from owsd.precompute import PrecomputeModule, SourceBatches
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ class CachedPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {name: tensor[index] for name, tensor in self.tensors.items()}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch by one index per tensor: the DataLoader skips per-sample collation."""
+        return self[torch.tensor(indices)]
+
+
+def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
 
 
 class OWSDDataModule(LightningDataModule):
@@ -103,7 +112,9 @@ class OWSDDataModule(LightningDataModule):
         self.batch_size, self.precompute_batch_size, self.num_workers = batch_size, precompute_batch_size, num_workers
         self.datasets: dict[str, CachedPairs] = {}
 
+    @cached_property
     def split(self) -> Split:
+        """The experiment's images: fixed by the settings, so computed once."""
         items = self.source.items
         chosen = self.labels.choose(self.source.classes)
         return split_items(
@@ -117,12 +128,12 @@ class OWSDDataModule(LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return len(self.split().labels)
+        return len(self.split.labels)
 
     @property
     def cloud_classes_known(self) -> bool:
         """Whether IIN class i is the cloud's class i, so agreement with the cloud can be measured."""
-        return self.source.labels_are_cloud_classes and self.split().labels == list(range(len(self.source.classes)))
+        return self.source.labels_are_cloud_classes and self.split.labels == list(range(len(self.source.classes)))
 
     def key(self) -> Key:
         if self.create_key and not self.key_file.exists():
@@ -149,17 +160,17 @@ class OWSDDataModule(LightningDataModule):
         """
         key = self.key()
         cache = self.cache(key)
-        split = self.split()
-        image_ids = [self.source.items[position][0] for position in split.all]
-        missing = set(cache.missing(image_ids))
+        positions, size = self.split.all, self.precompute_batch_size
+        batches = [positions[start : start + size] for start in range(0, len(positions), size)]
+        todo = [batch for batch in batches if cache.missing(self._image_ids(batch))]
         log.info(
             "key %s, cache %s: %d of %d images to precompute",
             key.fingerprint,
             cache.directory,
-            len(missing),
-            len(image_ids),
+            sum(map(len, todo)),
+            len(positions),
         )
-        if not missing:
+        if not todo:
             return
         cache.prepare()
         encoders = [Encoder(spec) for spec in self.encoders]
@@ -170,11 +181,8 @@ class OWSDDataModule(LightningDataModule):
             for index, encoder in enumerate(encoders)
         ]
         module = PrecomputeModule(encoders, generators, self.cloud.open(), cache, self.plaintext_baseline)
-        positions = [p for p in split.all if self.source.items[p][0] in missing]
         loader = DataLoader(
-            SourceImages(self.source, positions, self.image_size),
-            batch_size=self.precompute_batch_size,
-            num_workers=self.num_workers,
+            SourceBatches(self.source, todo, self.image_size), batch_size=None, num_workers=self.num_workers
         )
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         trainer.strategy.barrier("owsd-precompute")
@@ -183,11 +191,13 @@ class OWSDDataModule(LightningDataModule):
         if self.datasets:
             return
         cache = self.cache(self.key())
-        split = self.split()
+        split = self.split
         class_of_label = {label: index for index, label in enumerate(split.labels)}
         for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):
-            ids = [self.source.items[position][0] for position in positions]
-            self.datasets[name] = CachedPairs(cache.read(ids), class_of_label)
+            self.datasets[name] = CachedPairs(cache.read(self._image_ids(positions)), class_of_label)
+
+    def _image_ids(self, positions: list[int]) -> list[str]:
+        return [self.source.items[position][0] for position in positions]
 
     @property
     def feature_dims(self) -> dict[str, int]:
@@ -201,10 +211,13 @@ class OWSDDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]
         # A last batch of one would break BatchNorm; drop it whenever there is more than one batch.
-        return DataLoader(train, batch_size=self.batch_size, shuffle=True, drop_last=len(train) > self.batch_size)
+        return self._loader(train, shuffle=True, drop_last=len(train) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["val"], batch_size=self.batch_size)
+        return self._loader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=self.batch_size)
+        return self._loader(self.datasets["test"])
+
+    def _loader(self, pairs: CachedPairs, **kwargs: Any) -> DataLoader:
+        return DataLoader(pairs, batch_size=self.batch_size, collate_fn=_as_batch, **kwargs)

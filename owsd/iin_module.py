@@ -114,9 +114,14 @@ class IINModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def configure_callbacks(self) -> list[Callback]:
-        """Early stopping and best-checkpoint selection on this IIN's own validation loss."""
+        """Early stopping and best-checkpoint selection on this IIN's own validation loss.
+
+        They replace any EarlyStopping/ModelCheckpoint given to the Trainer, whose monitor could not know
+        the metric names; `trainer.enable_checkpointing: false` still turns checkpointing off.
+        """
         monitor = f"val/{self.name}/loss"
-        return [
-            EarlyStopping(monitor=monitor, patience=self.hparams.patience),
-            ModelCheckpoint(monitor=monitor, filename=f"{self.name}-{{epoch}}", auto_insert_metric_name=False),
-        ]
+        callbacks: list[Callback] = [EarlyStopping(monitor=monitor, patience=self.hparams.patience)]
+        if self.trainer.checkpoint_callbacks:
+            filename = f"{self.name}-{{epoch}}"
+            callbacks.append(ModelCheckpoint(monitor=monitor, filename=filename, auto_insert_metric_name=False))
+        return callbacks

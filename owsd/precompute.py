@@ -25,19 +25,26 @@ from owsd.data.sources import ImageSource
 log = logging.getLogger(__name__)
 
 
-class SourceImages(Dataset):
-    """The images at `positions` of a source, loaded at `size`, with their ids and labels."""
+class SourceBatches(Dataset):
+    """Fixed batches of a source's images (positions into its items), loaded at `size`.
 
-    def __init__(self, source: ImageSource, positions: list[int], size: int) -> None:
-        self.source, self.positions, self.size = source, positions, size
+    Each item is a whole batch, so the batches are the same however many processes share them and
+    whether a run starts afresh or resumes: a cached row never depends on how the work was split.
+    """
+
+    def __init__(self, source: ImageSource, batches: list[list[int]], size: int) -> None:
+        self.source, self.batches, self.size = source, batches, size
 
     def __len__(self) -> int:
-        return len(self.positions)
+        return len(self.batches)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        position = self.positions[index]
-        image_id, label = self.source.items[position]
-        return {"image": self.source.load(position, self.size), "image_id": image_id, "label": label}
+        positions = self.batches[index]
+        return {
+            "image": torch.stack([self.source.load(position, self.size) for position in positions]),
+            "image_id": [self.source.items[position][0] for position in positions],
+            "label": torch.tensor([self.source.items[position][1] for position in positions]),
+        }
 
 
 class PrecomputeModule(LightningModule):
@@ -61,6 +68,7 @@ class PrecomputeModule(LightningModule):
         self.plaintext_baseline = plaintext_baseline
         self._images = 0
         self._started = 0.0
+        self._elapsed = 0.0
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images = batch["image"]
@@ -75,11 +83,12 @@ class PrecomputeModule(LightningModule):
         return rows
 
     def on_predict_start(self) -> None:
-        self._images, self._started = 0, time.perf_counter()
+        self._images, self._started, self._elapsed = 0, time.perf_counter(), 0.0
 
     def on_predict_batch_end(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], batch_idx: int) -> None:
         self.cache.write_shard(batch["image_id"], batch["label"], outputs)
         self._images += len(batch["image_id"])
+        self._elapsed = time.perf_counter() - self._started
         bar = self.trainer.progress_bar_callback
         if isinstance(bar, TQDMProgressBar) and bar.predict_progress_bar is not None:
             bar.predict_progress_bar.set_postfix(images_per_s=f"{self.images_per_second:.1f}")
@@ -89,10 +98,11 @@ class PrecomputeModule(LightningModule):
             "rank %d precomputed %d images in %.1f s (%.1f images/s)",
             self.global_rank,
             self._images,
-            time.perf_counter() - self._started,
+            self._elapsed,
             self.images_per_second,
         )
 
     @property
     def images_per_second(self) -> float:
-        return self._images / max(time.perf_counter() - self._started, 1e-9)
+        """Throughput of the predict loop up to the last stored batch (cache writes included)."""
+        return self._images / max(self._elapsed, 1e-9)

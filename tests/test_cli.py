@@ -15,15 +15,16 @@ from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
 def test_fit_prints_test_accuracy_for_iin_ablations_and_upper_bound(workdir, capsys):
     main(tiny_args(workdir, "--compare", "[embedding, cloud, embedding+plaintext_cloud]"))
     out = capsys.readouterr().out
-    assert "OWSD test accuracy (10 images)" in out
-    for row in ("IIN [embedding+cloud]", "IIN [embedding]", "IIN [cloud]", "IIN [embedding+plaintext_cloud]"):
+    assert "OWSD test accuracy on 10 images" in out
+    for row in ("IIN embedding+cloud (OWSD)", "IIN embedding (", "IIN cloud (", "IIN embedding+plaintext_cloud ("):
         assert row in out
     assert list((workdir / "runs").rglob("embedding+cloud-*.ckpt")), "best checkpoint is kept"
 
 
 def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, caplog):
     main(tiny_args(workdir))
-    main(tiny_args(workdir, "--print_config"))
+    dump = run_owsd(tiny_args(workdir, "--print_config"))
+    assert dump.returncode == 0 and "key_file:" in dump.stdout
     secret = (workdir / "keys" / "test.key").read_bytes()
     forms = [secret, secret.hex().encode(), base64.b64encode(secret), secret.hex().upper().encode()]
     written = [p for p in (workdir / "runs").rglob("*") if p.is_file()]
@@ -32,7 +33,7 @@ def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, cap
         content = path.read_bytes()
         assert not any(form in content for form in forms), f"key material in {path}"
     captured = capsys.readouterr()
-    text = (captured.out + captured.err + caplog.text).encode()
+    text = (captured.out + captured.err + caplog.text + dump.stdout + dump.stderr).encode()
     assert not any(form in text for form in forms)
     assert load_key(workdir / "keys" / "test.key").fingerprint in caplog.text  # named by fingerprint only
 
