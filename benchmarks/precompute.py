@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
 from owsd.components.encoder import Encoder
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.timm_models import ModelSpec
 from owsd.data.selection import LabelSubset
 from owsd.data.sources import MnistSource
-from owsd.__main__ import keep_freed_memory
 from owsd.datamodule import OWSDDataModule
 from owsd.precompute import SourceBatches
 

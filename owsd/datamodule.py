@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from owsd.components.cloud import Cloud, LocalCloud
 from owsd.components.encoder import Encoder
@@ -40,16 +39,9 @@ class CachedPairs(Dataset):
     def __len__(self) -> int:
         return len(self.tensors["label"])
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | list[int]) -> dict[str, torch.Tensor]:
+        """One sample, or a whole batch for a list of indices (one gather per tensor, no collation)."""
         return {name: tensor[index] for name, tensor in self.tensors.items()}
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """A whole batch by one index per tensor: the DataLoader skips per-sample collation."""
-        return self[torch.tensor(indices)]
-
-
-def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return batch
 
 
 class OWSDDataModule(LightningDataModule):
@@ -202,11 +194,7 @@ class OWSDDataModule(LightningDataModule):
     @property
     def feature_dims(self) -> dict[str, int]:
         """Width of each cached feature (embedding, cloud, plaintext_cloud), for sizing the IIN."""
-        return {
-            name: tensor.shape[1]
-            for name, tensor in self.datasets["train"].tensors.items()
-            if name != "label"
-        }
+        return {name: tensor.shape[1] for name, tensor in self.datasets["train"].tensors.items() if name != "label"}
 
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]
@@ -219,5 +207,6 @@ class OWSDDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"])
 
-    def _loader(self, pairs: CachedPairs, **kwargs: Any) -> DataLoader:
-        return DataLoader(pairs, batch_size=self.batch_size, collate_fn=_as_batch, **kwargs)
+    def _loader(self, pairs: CachedPairs, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        order = RandomSampler(pairs) if shuffle else SequentialSampler(pairs)
+        return DataLoader(pairs, sampler=BatchSampler(order, self.batch_size, drop_last), batch_size=None)

@@ -21,14 +21,30 @@ def test_fit_prints_test_accuracy_for_iin_ablations_and_upper_bound(workdir, cap
     assert list((workdir / "runs").rglob("embedding+cloud-*.ckpt")), "best checkpoint is kept"
 
 
-def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, caplog):
+def test_test_subcommand_evaluates_a_saved_checkpoint(workdir, capsys):
     main(tiny_args(workdir))
+    (checkpoint,) = (workdir / "runs").rglob("embedding+cloud-*.ckpt")
+    capsys.readouterr()
+    main(tiny_args(workdir, "--ckpt_path", str(checkpoint), subcommand="test"))
+    assert "test/embedding+cloud/top1" in capsys.readouterr().out
+
+
+def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, caplog, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb = ["--trainer.logger+=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={workdir / 'runs'}"]
+    wandb += [
+        "--trainer.logger+=lightning.pytorch.loggers.WandbLogger",
+        f"--trainer.logger.save_dir={workdir / 'runs'}",
+    ]
+    main(tiny_args(workdir, *wandb))
     dump = run_owsd(tiny_args(workdir, "--print_config"))
     assert dump.returncode == 0 and "key_file:" in dump.stdout
     secret = (workdir / "keys" / "test.key").read_bytes()
     forms = [secret, secret.hex().encode(), base64.b64encode(secret), secret.hex().upper().encode()]
     written = [p for p in (workdir / "runs").rglob("*") if p.is_file()]
     assert any(p.suffix == ".ckpt" for p in written) and any(p.name == "config.yaml" for p in written)
+    assert any(p.suffix == ".wandb" for p in written), "the wandb run was written offline"
     for path in written:
         content = path.read_bytes()
         assert not any(form in content for form in forms), f"key material in {path}"
@@ -84,7 +100,9 @@ def test_bad_input_gives_one_clear_error_and_leaves_no_shard(workdir, case):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    stored = [image_id for shard in (workdir / "cache").rglob("shard-*.pt") for image_id in torch.load(shard)["image_ids"]]
+    stored = [
+        image_id for shard in (workdir / "cache").rglob("shard-*.pt") for image_id in torch.load(shard)["image_ids"]
+    ]
     if case == "corrupt image":  # whole batches before the broken image may be kept; the broken one's is not
         assert "frog/zz_broken.png" not in stored
     else:

@@ -12,7 +12,6 @@ from owsd.components.encoder import Encoder
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import load_key
 from owsd.components.timm_models import ModelSpec
-from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
 from tests import helpers
 from tests.conftest import TINY_IMAGES, owsd_process, run_owsd, tiny_args
@@ -25,7 +24,7 @@ def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
     for path in sorted(directory.glob("shard-*.pt")):
         shard = torch.load(path)
         for row, image_id in enumerate(shard["image_ids"]):
-            rows.setdefault(image_id, {k: shard[k][row] for k in ("labels", "embedding", "cloud", "plaintext_cloud")})
+            rows.setdefault(image_id, {k: v[row] for k, v in shard.items() if k != "image_ids"})
     return rows
 
 
@@ -80,8 +79,17 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
 
 def test_only_scrambled_images_reach_the_cloud(workdir):
     helpers.RECEIVED.clear()
-    main(tiny_args(workdir, "--data.cloud", "tests.helpers.SpyCloud", "--data.plaintext_baseline", "false",
-                   "--trainer.max_epochs", "1"))
+    main(
+        tiny_args(
+            workdir,
+            "--data.cloud",
+            "tests.helpers.SpyCloud",
+            "--data.plaintext_baseline",
+            "false",
+            "--trainer.max_epochs",
+            "1",
+        )
+    )
     received = torch.cat(helpers.RECEIVED)
     assert received.dtype == torch.uint8 and received.shape == (20, 3, 32, 32)
     # Re-scramble every image from scratch with the key: the spy saw exactly these bytes, nothing else.
@@ -95,3 +103,27 @@ def test_only_scrambled_images_reach_the_cloud(workdir):
     assert torch.equal(received, expected)
     plaintext = torch.nn.functional.interpolate(images.float(), size=32, mode="area").round().to(torch.uint8)
     assert not any(torch.equal(r, p) for r in received for p in plaintext)
+
+
+def test_an_encoder_ensemble_sends_each_embedding_under_its_own_subkey(workdir):
+    helpers.RECEIVED.clear()
+    encoders = "[{name: test_efficientnet, weights: random}, {name: test_resnet, weights: random}]"
+    main(
+        tiny_args(
+            workdir,
+            "--data.encoders",
+            encoders,
+            "--data.cloud",
+            "tests.helpers.SpyCloud",
+            "--data.plaintext_baseline",
+            "false",
+            "--trainer.max_epochs",
+            "1",
+        )
+    )
+    rows = cached(workdir)
+    assert rows["frog/cifar10_04_6.png"]["embedding"].shape == (256 + 96,)  # both encoders' embeddings
+    assert rows["frog/cifar10_04_6.png"]["cloud"].shape == (2 * 1000,)  # one cloud answer per encoder
+    first, second = torch.cat(helpers.RECEIVED[0::2]), torch.cat(helpers.RECEIVED[1::2])
+    assert len(first) == len(second) == 20
+    assert (first != second).float().mean() > 0.9

@@ -8,7 +8,12 @@ BATCH = {"embedding": torch.ones(4, 6), "cloud": torch.zeros(4, 3), "plaintext_c
 
 @pytest.mark.parametrize(
     ("iin_input", "width", "first_plaintext"),
-    [("embedding+cloud", 9, False), ("embedding", 6, False), ("cloud", 3, False), ("embedding+plaintext_cloud", 9, True)],
+    [
+        ("embedding+cloud", 9, False),
+        ("embedding", 6, False),
+        ("cloud", 3, False),
+        ("embedding+plaintext_cloud", 9, True),
+    ],
 )
 def test_features_follow_the_iin_input_switch(iin_input, width, first_plaintext):
     features = iin_features(BATCH, iin_input)

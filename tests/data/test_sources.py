@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from owsd.data.sources import ImageFolderSource, MnistSource, square_rgb
-from owsd.errors import DataError
-from tests.conftest import TINY_IMAGES
+from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource, square_rgb
+from owsd.errors import ConfigError, DataError
+from tests.conftest import FOOLBOX_DATA, TINY_IMAGES
 
 
 def test_square_rgb_crops_the_centre_to_uint8_rgb():
@@ -57,3 +57,37 @@ def test_mnist_has_5000_real_digits():
     assert len(labels) == 5000 and all(labels.count(d) == 500 for d in range(10))
     digit = source.load(0, 64)
     assert digit.shape == (3, 64, 64) and digit.max() > 200 and digit.min() < 30
+
+
+def test_hugging_face_dataset_from_a_local_copy(tmp_path):
+    import datasets
+
+    folder = ImageFolderSource(TINY_IMAGES)
+    images = [Image.open(TINY_IMAGES / image_id) for image_id, _ in folder.items]
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=folder.classes)})
+    table = {"img": images, "label": [label for _, label in folder.items]}
+    datasets.Dataset.from_dict(table, features=features).save_to_disk(tmp_path / "cifar")
+    source = HFImageSource(str(tmp_path / "cifar"), split="test", labels_are_cloud_classes=True)
+    assert source.classes == folder.classes
+    assert [label for _, label in source.items] == [label for _, label in folder.items]
+    assert source.items[3][0] == "test/3" and source.labels_are_cloud_classes
+    assert torch.equal(source.load(3, 40), folder.load(3, 40))
+    assert source.identity != HFImageSource(str(tmp_path / "cifar"), split="train").identity
+    with pytest.raises(ConfigError, match="has no column 'fine_label'"):
+        HFImageSource(str(tmp_path / "cifar"), label_column="fine_label").items
+
+
+def test_imagenet_folders_take_imagenet_1k_indices(tmp_path):
+    from timm.data import ImageNetInfo
+
+    synsets = ImageNetInfo().label_names()
+    for path in sorted(FOOLBOX_DATA.glob("imagenet_0[0-3]_*.jpg")):
+        index = int(path.stem.rsplit("_", 1)[1])
+        (tmp_path / synsets[index]).mkdir(exist_ok=True)
+        shutil.copy(path, tmp_path / synsets[index] / path.name)
+    source = ImageNetValSource(tmp_path)
+    assert len(source.classes) == 1000 and source.labels_are_cloud_classes
+    assert sorted(label for _, label in source.items) == [243, 438, 559, 990]
+    (tmp_path / "not_a_synset").mkdir()
+    with pytest.raises(DataError, match="not ImageNet synsets: not_a_synset"):
+        ImageNetValSource(tmp_path).items
