@@ -116,6 +116,7 @@ class OWSDDataModule(LightningDataModule):
             self.test_fraction,
             self.val_fraction,
             self.split_seed,
+            self.source.classes,
         )
 
     @property

@@ -83,7 +83,10 @@ class PairCache:
         index = self._scan()
         absent = [image_id for image_id in image_ids if image_id not in index]
         if absent:
-            raise DataError(f"cache {self.directory} lacks {len(absent)} images, e.g. {absent[0]}; run precompute")
+            raise DataError(
+                f"cache {self.directory} lacks {len(absent)} images, e.g. {absent[0]}; "
+                "precompute them with `owsd fit` or OWSDDataModule.prepare_cache(trainer)"
+            )
         rows: dict[str, list[torch.Tensor]] = {field: [] for field in ("labels", *ROW_FIELDS)}
         for image_id in image_ids:
             path, row = index[image_id]

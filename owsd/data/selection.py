@@ -62,9 +62,11 @@ def split_items(
     test_fraction: float,
     val_fraction: float,
     seed: int,
+    class_names: list[str] | None = None,
 ) -> Split:
     """Per label: draw `images_per_label` images, hold out `test_fraction` for test, then carve
-    `val_fraction` of the rest for early stopping. Stratified, so class ratios are kept."""
+    `val_fraction` of the rest for early stopping. Stratified, so class ratios are kept; `class_names`
+    only improves error messages."""
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
         raise ConfigError(f"test_fraction={test_fraction} and val_fraction={val_fraction} must lie in (0, 1)")
     generator = torch.Generator().manual_seed(seed)
@@ -78,7 +80,8 @@ def split_items(
     for label, positions in by_label.items():
         wanted = len(positions) if images_per_label is None else images_per_label
         if len(positions) < max(wanted, 2):
-            raise DataError(f"label {label} has {len(positions)} images; images_per_label asks for {wanted}")
+            name = f"{class_names[label]!r} ({label})" if class_names else str(label)
+            raise DataError(f"label {name} has {len(positions)} images; images_per_label asks for {wanted}")
         order = torch.randperm(len(positions), generator=generator)[:wanted].tolist()
         chosen = [positions[i] for i in order]
         n_test = max(1, round(wanted * test_fraction))

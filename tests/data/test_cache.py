@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from owsd.data.cache import PairCache
+from owsd.errors import DataError
 
 
 def rows(n: int, offset: int = 0) -> dict[str, torch.Tensor]:
@@ -33,3 +35,11 @@ def test_shards_are_written_atomically_without_leftovers(tmp_path):
     assert sorted(p.name[:6] for p in cache.directory.iterdir()) == ["manife", "shard-"]
     # A fresh reader (another process) sees the same rows.
     assert PairCache(tmp_path, {}).missing(["a"]) == []
+
+
+def test_reading_an_incomplete_cache_names_what_is_missing(tmp_path):
+    cache = PairCache(tmp_path, {})
+    cache.prepare()
+    cache.write_shard(["a"], torch.tensor([0]), rows(1))
+    with pytest.raises(DataError, match="lacks 1 images, e.g. b; precompute them"):
+        cache.read(["a", "b"])

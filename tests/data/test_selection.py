@@ -35,8 +35,8 @@ def test_split_is_stratified_disjoint_and_reproducible():
 
 
 def test_too_few_images_per_label_is_an_error():
-    with pytest.raises(DataError, match="label 3 has 20 images; images_per_label asks for 21"):
-        split_items(ITEM_LABELS, [3], images_per_label=21, test_fraction=0.3, val_fraction=0.1, seed=0)
+    with pytest.raises(DataError, match="label 'c3' \\(3\\) has 20 images; images_per_label asks for 21"):
+        split_items(ITEM_LABELS, [3], 21, test_fraction=0.3, val_fraction=0.1, seed=0, class_names=CLASSES)
 
 
 def test_fractions_are_checked():
