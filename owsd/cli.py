@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from lightning.pytorch import seed_everything
+from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from owsd.components.iin import IINInput
@@ -55,7 +55,7 @@ class OWSDCLI(LightningCLI):
             seed_everything(seed, verbose=False)
 
     @staticmethod
-    def _test(trainer, model: IINModule) -> dict[str, float]:
+    def _test(trainer: Trainer, model: IINModule) -> dict[str, float]:
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
         return trainer.test(model, datamodule=trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
 
