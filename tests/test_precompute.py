@@ -77,19 +77,19 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
 
 
+SPY_CLOUD = [
+    "--data.cloud",
+    "tests.helpers.SpyCloud",
+    "--data.plaintext_baseline",
+    "false",
+    "--trainer.max_epochs",
+    "1",
+]
+
+
 def test_only_scrambled_images_reach_the_cloud(workdir):
     helpers.RECEIVED.clear()
-    main(
-        tiny_args(
-            workdir,
-            "--data.cloud",
-            "tests.helpers.SpyCloud",
-            "--data.plaintext_baseline",
-            "false",
-            "--trainer.max_epochs",
-            "1",
-        )
-    )
+    main(tiny_args(workdir, *SPY_CLOUD))
     received = torch.cat(helpers.RECEIVED)
     assert received.dtype == torch.uint8 and received.shape == (20, 3, 32, 32)
     # Re-scramble every image from scratch with the key: the spy saw exactly these bytes, nothing else.
@@ -108,19 +108,7 @@ def test_only_scrambled_images_reach_the_cloud(workdir):
 def test_an_encoder_ensemble_sends_each_embedding_under_its_own_subkey(workdir):
     helpers.RECEIVED.clear()
     encoders = "[{name: test_efficientnet, weights: random}, {name: test_resnet, weights: random}]"
-    main(
-        tiny_args(
-            workdir,
-            "--data.encoders",
-            encoders,
-            "--data.cloud",
-            "tests.helpers.SpyCloud",
-            "--data.plaintext_baseline",
-            "false",
-            "--trainer.max_epochs",
-            "1",
-        )
-    )
+    main(tiny_args(workdir, "--data.encoders", encoders, *SPY_CLOUD))
     rows = cached(workdir)
     assert rows["frog/cifar10_04_6.png"]["embedding"].shape == (256 + 96,)  # both encoders' embeddings
     assert rows["frog/cifar10_04_6.png"]["cloud"].shape == (2 * 1000,)  # one cloud answer per encoder
