@@ -69,10 +69,7 @@ def stage_seconds_per_image(data: OWSDDataModule) -> dict[str, float]:
         key.derive("generator/0"), encoder.embedding_dim, data.scrambled_size, data.generator_channels
     )
     cloud = data.cloud.open()
-    positions, size = data.split.all, data.precompute_batch_size
-    batches = SourceBatches(
-        data.source, [positions[start : start + size] for start in range(0, len(positions), size)], data.image_size
-    )
+    batches = SourceBatches(data.source, data.precompute_batches, data.image_size)
     totals: dict[str, float] = {}
     with torch.inference_mode():
         for warm_up, index in [(True, 0)] + [(False, i) for i in range(len(batches))]:
@@ -84,7 +81,7 @@ def stage_seconds_per_image(data: OWSDDataModule) -> dict[str, float]:
             _, seconds["cloud (plaintext)"] = timed(cloud.classify_plaintext, batch["image"])
             if not warm_up:
                 totals = {stage: totals.get(stage, 0.0) + s for stage, s in seconds.items()}
-    return {stage: total / len(positions) for stage, total in totals.items()}
+    return {stage: total / len(data.split.all) for stage, total in totals.items()}
 
 
 def main() -> None:

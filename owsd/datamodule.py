@@ -120,6 +120,12 @@ class OWSDDataModule(LightningDataModule):
         )
 
     @property
+    def precompute_batches(self) -> list[list[int]]:
+        """The split's images in fixed batches: a cached row never depends on how a run was cut short or shared."""
+        positions, size = self.split.all, self.precompute_batch_size
+        return [positions[start : start + size] for start in range(0, len(positions), size)]
+
+    @property
     def num_classes(self) -> int:
         return len(self.split.labels)
 
@@ -153,15 +159,13 @@ class OWSDDataModule(LightningDataModule):
         """
         key = self.key()
         cache = self.cache(key)
-        positions, size = self.split.all, self.precompute_batch_size
-        batches = [positions[start : start + size] for start in range(0, len(positions), size)]
-        todo = [batch for batch in batches if cache.missing(self._image_ids(batch))]
+        todo = [batch for batch in self.precompute_batches if cache.missing(self._image_ids(batch))]
         log.info(
             "key %s, cache %s: %d of %d images to precompute",
             key.fingerprint,
             cache.directory,
             sum(map(len, todo)),
-            len(positions),
+            len(self.split.all),
         )
         if not todo:
             return
