@@ -140,7 +140,10 @@ class OWSDDataModule(LightningDataModule):
             log.info("created key file %s", self.key_file)
         return load_key(self.key_file)
 
-    def cache(self, key: Key) -> PairCache:
+    @cached_property
+    def pair_cache(self) -> PairCache:
+        """The cache for this pipeline; built once, so its shards are read once per run."""
+        key = self.key()
         description = {
             "source": self.source.identity,
             "image_size": self.image_size,
@@ -157,12 +160,11 @@ class OWSDDataModule(LightningDataModule):
 
         A complete cache returns before any model is built.
         """
-        key = self.key()
-        cache = self.cache(key)
+        cache = self.pair_cache
         todo = [batch for batch in self.precompute_batches if cache.missing(self._image_ids(batch))]
         log.info(
             "key %s, cache %s: %d of %d images to precompute",
-            key.fingerprint,
+            cache.description["key_fingerprint"],
             cache.directory,
             sum(map(len, todo)),
             len(self.split.all),
@@ -170,6 +172,7 @@ class OWSDDataModule(LightningDataModule):
         if not todo:
             return
         cache.prepare()
+        key = self.key()
         encoders = [Encoder(spec) for spec in self.encoders]
         generators = [
             ScramblingGenerator(
@@ -183,11 +186,12 @@ class OWSDDataModule(LightningDataModule):
         )
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         trainer.strategy.barrier("owsd-precompute")
+        cache.refresh()  # every process's shards are on disk now
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        cache = self.cache(self.key())
+        cache = self.pair_cache
         split = self.split
         class_of_label = {label: index for index, label in enumerate(split.labels)}
         for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):

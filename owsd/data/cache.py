@@ -76,8 +76,12 @@ class PairCache:
         path = self.directory / f"shard-{name}.pt"
         shard = {"image_ids": list(image_ids), "labels": labels.cpu(), **{k: v.cpu() for k, v in fields.items()}}
         atomic_write(path, lambda p: torch.save(shard, p))
-        self._shards = None
+        self.refresh()
         return path
+
+    def refresh(self) -> None:
+        """Forget what was read, so the next look sees shards written since (e.g. by other processes)."""
+        self._shards = None
 
     def read(self, image_ids: list[str]) -> CachedRows:
         index = self._scan()
