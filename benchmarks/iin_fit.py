@@ -19,6 +19,7 @@ from lightning.pytorch import Trainer
 
 from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
+from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import RANDOM, ModelSpec
 from owsd.data.cache import CachedRows
 from owsd.data.sources import ImageSource
@@ -73,7 +74,7 @@ def synthetic_datamodule(rows: CachedRows, classes: int, val_fraction: float, ba
         source=SyntheticLabels(rows, classes),
         encoders=[ModelSpec("tf_efficientnet_lite0", RANDOM)],
         cloud=LocalCloud("tf_efficientnet_lite2", RANDOM),
-        key_file=Path("never-read.key"),
+        scrambler=ScramblerSettings(Path("never-read.key")),
         batch_size=batch_size,
     )
     train = len(rows.image_ids) - round(len(rows.image_ids) * val_fraction)

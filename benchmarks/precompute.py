@@ -23,9 +23,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
 from owsd.components.encoder import Encoder
-from owsd.components.generator import ScramblingGenerator
+from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
-from owsd.data.selection import LabelSubset
+from owsd.data.selection import LabelSubset, SplitSettings
 from owsd.data.sources import MnistSource
 from owsd.datamodule import OWSDDataModule
 from owsd.precompute import SourceBatches
@@ -65,9 +65,8 @@ def stage_seconds_per_image(data: OWSDDataModule) -> dict[str, float]:
     """Each stage alone on the pipeline's images and batches, after one warm-up batch."""
     key = data.key()
     encoder = Encoder(data.encoders[0])
-    generator = ScramblingGenerator(
-        key.derive("generator/0"), encoder.embedding_dim, data.scrambled_size, data.generator_channels
-    )
+    (scrambler,) = data.scramblers(key, [encoder.embedding_dim])
+    generator = scrambler.generator(0)
     cloud = data.cloud.open()
     batches = SourceBatches(data.source, data.precompute_batches, data.image_size)
     totals: dict[str, float] = {}
@@ -102,13 +101,12 @@ def main() -> None:
             source=MnistSource(),
             encoders=[ModelSpec(args.encoder, args.weights)],
             cloud=LocalCloud(args.cloud, args.weights),
-            key_file=Path(scratch) / "bench.key",
-            create_key=True,
-            labels=LabelSubset(names=[str(digit) for digit in range(args.digits)]),
-            images_per_label=args.images_per_label,
+            scrambler=ScramblerSettings(Path(scratch) / "bench.key", create_key=True, size=256),
+            split=SplitSettings(
+                LabelSubset(names=[str(digit) for digit in range(args.digits)]), images_per_label=args.images_per_label
+            ),
             plaintext_baseline=True,
             image_size=256,
-            scrambled_size=256,
             cache_dir=Path(scratch) / "cache",
             precompute_batch_size=args.batch_size,
             num_workers=args.num_workers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
@@ -12,11 +13,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from owsd.components.cloud import Cloud, LocalCloud
 from owsd.components.encoder import Encoder
-from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import Key, load_key, save_key
+from owsd.components.scrambler import Scrambler, ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import CachedRows, PairCache
-from owsd.data.selection import LabelSubset, Split, split_items
+from owsd.data.selection import Split, SplitSettings, split_items
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
 from owsd.precompute import PrecomputeModule, SourceBatches
@@ -51,17 +52,10 @@ class OWSDDataModule(LightningDataModule):
         source: the labelled private images.
         encoders: one or more timm backbones; each embedding is scrambled and sent on its own (use case 4).
         cloud: the classifier the scrambled images are sent to.
-        key_file: the secret key (32 bytes, mode 0600); only its path ever appears in a config.
-        create_key: create `key_file` if it does not exist (for demos; otherwise use `owsd keygen`).
-        labels: which labels are confidential: all, `count` at random with `seed`, or a list of `names`.
-        images_per_label: images drawn per label (all when unset).
-        test_fraction: share of each label's images held out for test.
-        val_fraction: share of the remaining training images used for early stopping.
-        split_seed: seed of the image draw and split; vary it for the paper's five random splits.
+        scrambler: the key file, the generator's size and the defences (`ScramblerSettings`).
+        split: the labels, images per label and train/val/test split (`SplitSettings`).
         plaintext_baseline: also ask the (local only) cloud about the plaintext images, for the upper bound.
         image_size: size the private images are loaded at before each model's own resize.
-        scrambled_size: side of the scrambled images sent to the cloud (256 in the paper).
-        generator_channels: channels of the generator's first feature map.
         cache_dir: where precomputed pairs are kept, one folder per pipeline fingerprint.
         batch_size: IIN batch size.
         precompute_batch_size: images per precompute batch (and per cache shard).
@@ -73,51 +67,40 @@ class OWSDDataModule(LightningDataModule):
         source: ImageSource,
         encoders: list[ModelSpec],
         cloud: Cloud,
-        key_file: Path,
-        create_key: bool = False,
-        labels: LabelSubset = LabelSubset(),
-        images_per_label: int | None = None,
-        test_fraction: float = 0.3,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
+        scrambler: ScramblerSettings,
+        split: SplitSettings = SplitSettings(),
         plaintext_baseline: bool = False,
         image_size: int = 256,
-        scrambled_size: int = 256,
-        generator_channels: int = 512,
         cache_dir: Path = Path(".owsd_cache"),
         batch_size: int = 64,
         precompute_batch_size: int = 32,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
+        self.settings = {
+            "source": source, "encoders": encoders, "cloud": cloud, "scrambler": scrambler, "split": split,
+            "plaintext_baseline": plaintext_baseline, "image_size": image_size, "cache_dir": cache_dir,
+            "batch_size": batch_size, "precompute_batch_size": precompute_batch_size, "num_workers": num_workers,
+        }  # fmt: skip
         if not encoders:
             raise ConfigError("data.encoders: give at least one encoder")
         if plaintext_baseline and not isinstance(cloud, LocalCloud):
             raise ConfigError("data.plaintext_baseline needs a LocalCloud: plaintext must never reach a remote cloud")
         self.source, self.encoders, self.cloud = source, list(encoders), cloud
-        self.key_file, self.create_key = Path(key_file), create_key
-        self.labels = labels
-        self.images_per_label, self.test_fraction, self.val_fraction = images_per_label, test_fraction, val_fraction
-        self.split_seed, self.plaintext_baseline = split_seed, plaintext_baseline
-        self.image_size, self.scrambled_size, self.generator_channels = image_size, scrambled_size, generator_channels
+        self.scrambler, self.split_settings = scrambler, split
+        self.plaintext_baseline, self.image_size = plaintext_baseline, image_size
         self.cache_dir = Path(cache_dir)
         self.batch_size, self.precompute_batch_size, self.num_workers = batch_size, precompute_batch_size, num_workers
         self.datasets: dict[str, CachedPairs] = {}
 
+    def replace(self, **changes: Any) -> OWSDDataModule:
+        """The same pipeline with some settings changed (another split, other defences), ready to set up."""
+        return OWSDDataModule(**{**self.settings, **changes})
+
     @cached_property
     def split(self) -> Split:
         """The experiment's images: fixed by the settings, so computed once."""
-        items = self.source.items
-        chosen = self.labels.choose(self.source.classes)
-        return split_items(
-            [label for _, label in items],
-            chosen,
-            self.images_per_label,
-            self.test_fraction,
-            self.val_fraction,
-            self.split_seed,
-            self.source.classes,
-        )
+        return split_items([label for _, label in self.source.items], self.split_settings, self.source.classes)
 
     @property
     def precompute_batches(self) -> list[list[int]]:
@@ -135,10 +118,16 @@ class OWSDDataModule(LightningDataModule):
         return self.source.labels_are_cloud_classes and self.split.labels == list(range(len(self.source.classes)))
 
     def key(self) -> Key:
-        if self.create_key and not self.key_file.exists():
-            save_key(Key.generate(), self.key_file)
-            log.info("created key file %s", self.key_file)
-        return load_key(self.key_file)
+        key_file = Path(self.scrambler.key_file)
+        if self.scrambler.create_key and not key_file.exists():
+            save_key(Key.generate(), key_file)
+            log.info("created key file %s", key_file)
+        return load_key(key_file)
+
+    def scramblers(self, key: Key, embedding_dims: list[int]) -> list[Scrambler]:
+        """One scrambler per encoder, each on its own subkey."""
+        size = len(self.source.items)
+        return [Scrambler(key, index, dim, self.scrambler, size) for index, dim in enumerate(embedding_dims)]
 
     @cached_property
     def pair_cache(self) -> PairCache:
@@ -149,10 +138,12 @@ class OWSDDataModule(LightningDataModule):
             "image_size": self.image_size,
             "encoders": [{"name": spec.name, "weights": spec.weights_id} for spec in self.encoders],
             "key_fingerprint": key.fingerprint,
-            "generator": {"size": self.scrambled_size, "channels": self.generator_channels},
+            "generator": {"size": self.scrambler.size, "channels": self.scrambler.channels},
             "cloud": self.cloud.cloud_id,
             "plaintext_baseline": self.plaintext_baseline,
         }
+        if self.scrambler.defences.active:  # absent when off, so caches made before defences existed stay valid
+            description["defences"] = self.scrambler.defences.active
         return PairCache(self.cache_dir, description)
 
     def prepare_cache(self, trainer: Trainer) -> None:
@@ -172,15 +163,9 @@ class OWSDDataModule(LightningDataModule):
         if not todo:
             return
         cache.prepare()
-        key = self.key()
         encoders = [Encoder(spec) for spec in self.encoders]
-        generators = [
-            ScramblingGenerator(
-                key.derive(f"generator/{index}"), encoder.embedding_dim, self.scrambled_size, self.generator_channels
-            )
-            for index, encoder in enumerate(encoders)
-        ]
-        module = PrecomputeModule(encoders, generators, self.cloud.open(), cache, self.plaintext_baseline)
+        scramblers = self.scramblers(self.key(), [encoder.embedding_dim for encoder in encoders])
+        module = PrecomputeModule(encoders, scramblers, self.cloud.open(), cache, self.plaintext_baseline)
         loader = DataLoader(
             SourceBatches(self.source, todo, self.image_size), batch_size=None, num_workers=self.num_workers
         )

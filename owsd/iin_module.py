@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -125,3 +125,22 @@ class IINModule(LightningModule):
             filename = f"{self.name}-{{epoch}}"
             callbacks.append(ModelCheckpoint(monitor=monitor, filename=filename, auto_insert_metric_name=False))
         return callbacks
+
+
+def variant(model: IINModule, iin_input: IINInput) -> IINModule:
+    """A fresh, untrained IIN with `model`'s settings but another input (sized again from the data)."""
+    settings = {k: v for k, v in model.hparams.items() if not k.startswith("_")}  # drop CLI bookkeeping
+    return IINModule(**{**settings, "iin_input": iin_input, "input_dim": None, "num_classes": None})
+
+
+def evaluate_best(
+    trainer: Trainer, model: IINModule, datamodule: LightningDataModule | None = None
+) -> dict[str, float]:
+    """Test metrics of the best checkpoint of the fit `trainer` just ran (the last weights without one)."""
+    ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+    return trainer.test(model, datamodule=datamodule or trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
+
+
+def fit_and_test(trainer: Trainer, model: IINModule, datamodule: LightningDataModule) -> dict[str, float]:
+    trainer.fit(model, datamodule=datamodule)
+    return evaluate_best(trainer, model, datamodule)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from owsd.components.cloud import CloudClient, LocalCloudClient
 from owsd.components.encoder import Encoder
-from owsd.components.generator import ScramblingGenerator
+from owsd.components.scrambler import Scrambler
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageSource
 
@@ -43,6 +43,7 @@ class SourceBatches(Dataset):
         return {
             "image": torch.stack([self.source.load(position, self.size) for position in positions]),
             "image_id": [self.source.items[position][0] for position in positions],
+            "position": list(positions),
             "label": torch.tensor([self.source.items[position][1] for position in positions]),
         }
 
@@ -53,7 +54,7 @@ class PrecomputeModule(LightningModule):
     def __init__(
         self,
         encoders: list[Encoder],
-        generators: list[ScramblingGenerator],
+        scramblers: list[Scrambler],
         cloud: CloudClient,
         cache: PairCache,
         plaintext_baseline: bool,
@@ -62,7 +63,7 @@ class PrecomputeModule(LightningModule):
         if plaintext_baseline and not isinstance(cloud, LocalCloudClient):
             raise TypeError("the plaintext baseline may only be computed by a LocalCloud")
         self.encoders = nn.ModuleList(encoders)
-        self.generators = nn.ModuleList(generators)
+        self.scramblers = nn.ModuleList(scramblers)
         self.cloud = cloud
         self.cache = cache
         self.plaintext_baseline = plaintext_baseline
@@ -73,10 +74,10 @@ class PrecomputeModule(LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images = batch["image"]
         embeddings, vectors = [], []
-        for encoder, generator in zip(self.encoders, self.generators):
+        for encoder, scrambler in zip(self.encoders, self.scramblers):
             embedding = encoder(images)
             embeddings.append(embedding)
-            vectors.append(self.cloud(generator.scramble(embedding)))
+            vectors.append(self.cloud(scrambler.scramble(embedding, batch["image_id"], batch["position"])))
         rows = {"embedding": torch.cat(embeddings, 1), "cloud": torch.cat(vectors, 1)}
         if self.plaintext_baseline:
             rows["plaintext_cloud"] = self.cloud.classify_plaintext(images)

@@ -25,7 +25,7 @@ def tiny_args(workdir: Path, *overrides: str, subcommand: str = "fit") -> list[s
         str(TINY_IMAGES),
         "--data.cache_dir",
         str(workdir / "cache"),
-        "--data.key_file",
+        "--data.scrambler.key_file",
         str(workdir / "keys" / "test.key"),
         "--trainer.default_root_dir",
         str(workdir / "runs"),

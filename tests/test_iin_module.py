@@ -1,7 +1,7 @@
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
-from owsd.cli import results_table
+from owsd.commands.train import results_table
 from owsd.data.cache import CachedRows
 from owsd.datamodule import CachedPairs
 from owsd.iin_module import IINModule

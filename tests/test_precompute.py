@@ -40,7 +40,7 @@ def test_cache_hit_builds_no_model_and_reuses_rows_across_label_subsets(workdir,
     before = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
     monkeypatch.setattr("timm.create_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model built")))
     main(tiny_args(workdir, "--trainer.max_epochs", "1"))
-    main(tiny_args(workdir, "--trainer.max_epochs", "1", "--data.labels.names", "[frog, ship]"))
+    main(tiny_args(workdir, "--trainer.max_epochs", "1", "--data.split.labels.names", "[frog, ship]"))
     after = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
     assert after == before
 
@@ -58,7 +58,7 @@ def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
     partial = len(cached(workdir / "resumed"))
     assert 0 < partial < 20, "the kill landed mid-way"
     assert run_owsd(args).returncode == 0
-    same_key = ["--data.key_file", str(workdir / "resumed" / "keys" / "test.key")]
+    same_key = ["--data.scrambler.key_file", str(workdir / "resumed" / "keys" / "test.key")]
     straight = run_owsd(tiny_args(workdir / "straight", *same_key, "--trainer.max_epochs", "1"))
     assert straight.returncode == 0, straight.stderr
     assert_same_cache(cached(workdir / "resumed"), cached(workdir / "straight"))
@@ -71,7 +71,7 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
     two = run_owsd(tiny_args(workdir / "two", *ddp), cwd=workdir)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 1 precomputed" in two.stderr and "rank 0 precomputed" in two.stderr
-    same_key = ["--data.key_file", str(workdir / "two" / "keys" / "test.key")]
+    same_key = ["--data.scrambler.key_file", str(workdir / "two" / "keys" / "test.key")]
     one = run_owsd(tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1"), cwd=workdir)
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
@@ -97,7 +97,9 @@ def test_only_scrambled_images_reach_the_cloud(workdir):
     images = torch.stack([source.load(i, 64) for i in range(len(source.items))])
     encoder = Encoder(ModelSpec("test_efficientnet", "random"))
     key = load_key(workdir / "keys" / "test.key")
-    generator = ScramblingGenerator(key.derive("generator/0"), encoder.embedding_dim, 32, 64)
+    generator = ScramblingGenerator(
+        key.derive("generator/0"), encoder.embedding_dim, 32, 64
+    )  # independent of Scrambler
     with torch.inference_mode():
         expected = generator.scramble(encoder(images)).pixels
     assert torch.equal(received, expected)

@@ -65,14 +65,21 @@ class ScramblingGenerator(nn.Module):
             weight = (uniform * 2 - 1) * (math.sqrt(3) * std)  # zero mean, standard deviation `std`
             conv.weight.data.copy_(weight.view_as(conv.weight))
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Float images in [-1, 1]. Each embedding is standardised on its own (scale-free, batch-free)."""
+    @staticmethod
+    def standardise(embeddings: torch.Tensor) -> torch.Tensor:
+        """Each embedding on its own to zero mean, unit std: scale-free and independent of the batch."""
         z = embeddings.float().flatten(1)
-        z = (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
-        return self.net(z[:, :, None, None])
+        return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Float images in [-1, 1]."""
+        return self.net(self.standardise(embeddings)[:, :, None, None])
 
     @torch.inference_mode()
+    def to_pixels(self, z: torch.Tensor) -> torch.Tensor:
+        """Already standardised (and perhaps perturbed) inputs → uint8 images."""
+        return ((self.net(z[:, :, None, None]) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
     def scramble(self, embeddings: torch.Tensor) -> ScrambledImages:
         """The 8-bit RGB images that may leave the organisation."""
-        pixels = ((self(embeddings) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return ScrambledImages(pixels, self.key_fingerprint)
+        return ScrambledImages(self.to_pixels(self.standardise(embeddings)), self.key_fingerprint)

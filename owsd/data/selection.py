@@ -27,18 +27,37 @@ class LabelSubset:
     def choose(self, classes: list[str]) -> list[int]:
         """Indices into `classes`, in ascending order."""
         if self.count is not None and self.names is not None:
-            raise ConfigError("labels: give either `count` or `names`, not both")
+            raise ConfigError("data.split.labels: give either `count` or `names`, not both")
         if self.names is not None:
             unknown = [name for name in self.names if name not in classes]
             if unknown:
-                raise ConfigError(f"labels.names: {unknown} not among the dataset's labels {classes[:20]}")
+                raise ConfigError(f"data.split.labels.names: {unknown} not among the dataset's labels {classes[:20]}")
             return sorted(classes.index(name) for name in self.names)
         if self.count is None:
             return list(range(len(classes)))
         if not 1 <= self.count <= len(classes):
-            raise ConfigError(f"labels.count={self.count} but the dataset has {len(classes)} labels")
+            raise ConfigError(f"data.split.labels.count={self.count} but the dataset has {len(classes)} labels")
         generator = torch.Generator().manual_seed(self.seed)
         return sorted(torch.randperm(len(classes), generator=generator)[: self.count].tolist())
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """Which images an experiment uses and how they are split.
+
+    Args:
+        labels: which labels are confidential: all, `count` at random with `seed`, or a list of `names`.
+        images_per_label: images drawn per label (all when unset).
+        test_fraction: share of each label's images held out for test.
+        val_fraction: share of the remaining training images used for early stopping.
+        seed: seed of the image draw and split; vary it for the paper's five random splits.
+    """
+
+    labels: LabelSubset = LabelSubset()
+    images_per_label: int | None = None
+    test_fraction: float = 0.3
+    val_fraction: float = 0.1
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,21 +74,16 @@ class Split:
         return sorted(self.train + self.val + self.test)
 
 
-def split_items(
-    item_labels: list[int],
-    labels: list[int],
-    images_per_label: int | None,
-    test_fraction: float,
-    val_fraction: float,
-    seed: int,
-    class_names: list[str] | None = None,
-) -> Split:
-    """Per label: draw `images_per_label` images, hold out `test_fraction` for test, then carve
-    `val_fraction` of the rest for early stopping. Stratified, so class ratios are kept; `class_names`
-    only improves error messages."""
+def split_items(item_labels: list[int], settings: SplitSettings, class_names: list[str]) -> Split:
+    """Per chosen label: draw `images_per_label` images, hold out `test_fraction` for test, then carve
+    `val_fraction` of the rest for early stopping. Stratified, so class ratios are kept."""
+    labels = settings.labels.choose(class_names)
+    test_fraction, val_fraction = settings.test_fraction, settings.val_fraction
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
-        raise ConfigError(f"test_fraction={test_fraction} and val_fraction={val_fraction} must lie in (0, 1)")
-    generator = torch.Generator().manual_seed(seed)
+        raise ConfigError(
+            f"data.split.test_fraction={test_fraction} and data.split.val_fraction={val_fraction} must lie in (0, 1)"
+        )
+    generator = torch.Generator().manual_seed(settings.seed)
     by_label: dict[int, list[int]] = {label: [] for label in labels}
     for position, label in enumerate(item_labels):
         if label in by_label:
@@ -78,9 +92,9 @@ def split_items(
     val: list[int] = []
     test: list[int] = []
     for label, positions in by_label.items():
-        wanted = len(positions) if images_per_label is None else images_per_label
+        wanted = len(positions) if settings.images_per_label is None else settings.images_per_label
         if len(positions) < max(wanted, 2):
-            name = f"{class_names[label]!r} ({label})" if class_names else str(label)
+            name = f"{class_names[label]!r} ({label})"
             raise DataError(f"label {name} has {len(positions)} images; images_per_label asks for {wanted}")
         order = torch.randperm(len(positions), generator=generator)[:wanted].tolist()
         chosen = [positions[i] for i in order]

@@ -1,0 +1,20 @@
+"""The `analysis:` section of a config (`owsd analyze`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Args:
+    grid_images: originals shown beside their scrambled images.
+    pca_labels: the two labels (names) whose cloud vectors are plotted; the first two when unset.
+    pca_images: images per label in the PCA plot (the paper: 50).
+    relu_images: images whose generator activations are counted.
+    """
+
+    grid_images: int = 16
+    pca_labels: list[str] | None = None
+    pca_images: int = 50
+    relu_images: int = 200

@@ -1,0 +1,1 @@
+"""One module per `owsd` command, each with `main(argv)`; `owsd.cli` only dispatches to them."""

@@ -1,0 +1,92 @@
+"""What every experiment command shares: the config parser over the fit config's sections, Trainer
+defaults that keep piped output readable, and an output folder written all at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jsonargparse import ActionConfigFile, Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningArgumentParser
+
+from owsd.analysis.settings import AnalysisSettings
+from owsd.components.iin import IINInput
+from owsd.datamodule import OWSDDataModule
+from owsd.errors import ConfigError
+from owsd.iin_module import IINModule
+from owsd.security.settings import AttackSettings
+
+
+class OWSDArgumentParser(LightningArgumentParser):
+    """Reports a bad setting in one line (the name and what is wrong), not after a page of usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # a nested parser: its caller reports
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {message.strip()}\n(`{prog} --help` lists every setting)\n")
+        self.exit(2)
+
+
+def quiet_trainer_defaults() -> dict[str, Any]:
+    """Progress bars and model summaries only on a terminal; in a pipe, the log lines tell each stage."""
+    interactive = sys.stderr.isatty()
+    return {"enable_progress_bar": interactive, "enable_model_summary": interactive}
+
+
+def experiment_parser(prog: str, description: str) -> LightningArgumentParser:
+    """A parser that reads the same YAML as `owsd fit` (trainer, model, data, compare, seed_everything)
+    and adds `--out`; the command adds its own section."""
+    parser = OWSDArgumentParser(prog=prog, description=description)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="the experiment's YAML, as for `owsd fit`")
+    parser.add_argument("--seed_everything", type=int | bool, default=0, help="seed of the IINs trained here")
+    parser.add_lightning_class_args(Trainer, "trainer")
+    parser.set_defaults({f"trainer.{name}": value for name, value in quiet_trainer_defaults().items()})
+    parser.add_lightning_class_args(IINModule, "model")
+    parser.add_lightning_class_args(OWSDDataModule, "data")
+    parser.add_argument("--compare", type=list[IINInput], default=[], help="read from fit configs; unused here")
+    add_sections(parser)
+    parser.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the results")
+    return parser
+
+
+def add_sections(parser: LightningArgumentParser) -> None:
+    """The `analysis:` and `attack:` sections, known to every command so that one YAML serves them all."""
+    parser.add_class_arguments(AnalysisSettings, "analysis", fail_untyped=True, sub_configs=True)
+    parser.add_class_arguments(AttackSettings, "attack", fail_untyped=True, sub_configs=True)
+
+
+def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, Namespace]:
+    """(config, instantiated objects); the command name in argv[0] is skipped."""
+    config = parser.parse_args(argv[1:])
+    return config, parser.instantiate_classes(config)
+
+
+def trainer_factory(objects: Namespace) -> Callable[[], Trainer]:
+    """Fresh Trainers as the config describes them (one per precompute or IIN fit, as `owsd fit` does)."""
+    return lambda: Trainer(**objects.trainer)
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse a folder that already holds something (another run's results are never overwritten)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already holds files (another run's results?); give a new or empty folder")
+
+
+def write_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(folder)` on a temporary sibling, then move it into place: all results or none."""
+    check_output_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(staging)
+        staging.chmod(0o755)
+        os.replace(staging, out)  # replaces an empty folder in one step
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

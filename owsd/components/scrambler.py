@@ -1,0 +1,147 @@
+"""The scrambler as configured: key, generator size and the defences, applied per submitted image.
+
+`ScramblingGenerator` is the paper's keyed network. `Scrambler` wraps one per encoder (and per key, when
+keys rotate) and adds the defences this project measures beyond the paper:
+
+- `embedding_noise` σ: Gaussian noise added to the standardised embedding before it is scrambled;
+- `embedding_dropout` p: each embedding entry zeroed with probability p (the rest scaled by 1/(1-p));
+- `rotate_every` K: a new key for every K images, so an adversary sees at most K per key. Images are
+  dealt to keys in a keyed random order of the source (as a user submitting in an order unrelated to the
+  labels would); in the source's own order, a sorted dataset would let key changes mark label boundaries.
+
+The randomness of noise and dropout is drawn per image from the key and the image's id: unpredictable to
+the cloud, yet reproducible, so the cache stays valid and an attack can regenerate exactly what was sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from owsd.components.generator import ScrambledImages, ScramblingGenerator
+from owsd.components.key import Key
+from owsd.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Defences:
+    """Measured additions to the paper's scrambler; all off by default (the paper's OWSD).
+
+    Args:
+        embedding_noise: σ of the Gaussian noise added to each standardised embedding (0: none).
+        embedding_dropout: probability of zeroing each embedding entry before scrambling (0: none).
+        rotate_every: use a new key for every block of this many images (None: one key).
+    """
+
+    embedding_noise: float = 0.0
+    embedding_dropout: float = 0.0
+    rotate_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.embedding_noise >= 0:
+            raise ConfigError(f"data.scrambler.defences.embedding_noise={self.embedding_noise} must be ≥ 0")
+        if not 0 <= self.embedding_dropout < 1:
+            raise ConfigError(f"data.scrambler.defences.embedding_dropout={self.embedding_dropout} must lie in [0, 1)")
+        if self.rotate_every is not None and self.rotate_every < 1:
+            raise ConfigError(f"data.scrambler.defences.rotate_every={self.rotate_every} must be ≥ 1")
+
+    @property
+    def active(self) -> dict[str, Any]:
+        """The defences that are on (what changes the scrambled bytes, for the cache fingerprint)."""
+        return {name: value for name, value in asdict(self).items() if value not in (0.0, None)}
+
+    @property
+    def randomised(self) -> bool:
+        return self.embedding_noise > 0 or self.embedding_dropout > 0
+
+
+@dataclass(frozen=True)
+class ScramblerSettings:
+    """The secret key and the generator it drives.
+
+    Args:
+        key_file: the secret key (32 bytes, mode 0600); only its path ever appears in a config.
+        create_key: create `key_file` if it does not exist (for demos; otherwise use `owsd keygen`).
+        size: side of the scrambled images sent to the cloud (256 in the paper).
+        channels: channels of the generator's first feature map.
+        defences: see `Defences`.
+    """
+
+    key_file: Path
+    create_key: bool = False
+    size: int = 256
+    channels: int = 512
+    defences: Defences = Defences()
+
+
+class Scrambler(nn.Module):
+    """Embeddings of one encoder → the scrambled images sent for them, defences applied.
+
+    Args:
+        key: the run's key; each (encoder, rotation) pair gets its own derived subkey.
+        encoder_index: which encoder of an ensemble these embeddings come from.
+        embedding_dim: that encoder's embedding width.
+        settings: generator size and defences.
+        source_size: images in the source (needed to deal them to rotating keys).
+    """
+
+    def __init__(
+        self, key: Key, encoder_index: int, embedding_dim: int, settings: ScramblerSettings, source_size: int = 0
+    ) -> None:
+        super().__init__()
+        self.key, self.encoder_index, self.embedding_dim = key, encoder_index, embedding_dim
+        self.settings, self.source_size = settings, source_size
+        self.generators = nn.ModuleDict()  # built on first use: a rotating key makes one per block
+
+    def generator(self, rotation: int) -> ScramblingGenerator:
+        """The generator of key number `rotation` (0 without rotation: the paper's single key)."""
+        name = str(rotation)
+        if name not in self.generators:
+            context = f"generator/{self.encoder_index}" + (f"/rotation/{rotation}" if rotation else "")
+            self.generators[name] = ScramblingGenerator(
+                self.key.derive(context), self.embedding_dim, self.settings.size, self.settings.channels
+            )
+        return self.generators[name]
+
+    def rotation_of(self, positions: list[int]) -> list[int]:
+        """Key number of each source position: its rank in a keyed shuffle of the source, per block of K."""
+        every = self.settings.defences.rotate_every
+        if not every:
+            return [0] * len(positions)
+        if not 0 <= min(positions) <= max(positions) < self.source_size:
+            raise ValueError(f"positions must lie in [0, {self.source_size}) to rotate keys")
+        seed = int.from_bytes(self.key.expand("rotation/order", 8), "little") >> 1
+        rank = torch.randperm(self.source_size, generator=torch.Generator().manual_seed(seed))
+        return [int(rank[position]) // every for position in positions]
+
+    def perturb(self, embeddings: torch.Tensor, image_ids: list[str]) -> torch.Tensor:
+        """Standardised embeddings with each image's own keyed noise and dropout applied."""
+        defences = self.settings.defences
+        z = ScramblingGenerator.standardise(embeddings)
+        if not defences.randomised:
+            return z
+        rows = []
+        for row, image_id in zip(z, image_ids):
+            seed = int.from_bytes(self.key.expand(f"defence/{self.encoder_index}/{image_id}", 8), "little") >> 1
+            rng = torch.Generator().manual_seed(seed)
+            noise = torch.randn(row.shape, generator=rng)
+            keep = torch.rand(row.shape, generator=rng) >= defences.embedding_dropout
+            row = row * keep / (1 - defences.embedding_dropout) + defences.embedding_noise * noise
+            rows.append(row)
+        return torch.stack(rows)
+
+    @torch.inference_mode()
+    def scramble(self, embeddings: torch.Tensor, image_ids: list[str], positions: list[int]) -> ScrambledImages:
+        """The uint8 images sent for these embeddings; `positions` (in the source) pick the rotating key."""
+        z = self.perturb(embeddings, image_ids)
+        rotations = self.rotation_of(positions)
+        pixels = torch.empty(len(z), 3, self.settings.size, self.settings.size, dtype=torch.uint8)
+        for rotation in sorted(set(rotations)):
+            rows = [i for i, r in enumerate(rotations) if r == rotation]
+            pixels[rows] = self.generator(rotation).to_pixels(z[rows])
+        fingerprint = self.key.fingerprint if not self.settings.defences.rotate_every else f"{self.key.fingerprint}+rot"
+        return ScrambledImages(pixels, fingerprint)

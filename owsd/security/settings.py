@@ -1,0 +1,116 @@
+"""The attack suite's settings (the `attack:` section of a config), checked before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from owsd.components.scrambler import Defences
+from owsd.errors import ConfigError
+
+AttackName = Literal["clustering", "label_leakage", "inversion", "reconstruction", "key_recovery", "linkability"]
+ATTACKS: tuple[str, ...] = get_args(AttackName)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How much the adversary holds, per threat model: each list is one curve's x axis.
+
+    Args:
+        submissions: T1, scrambled images (and cloud answers) seen under the key.
+        labels_per_class: T2, true labels known per class (all submissions seen).
+        pairs: T3, known (original, scrambled) pairs for inversion and reconstruction.
+        key_recovery_pairs: T3, known pairs for key recovery (the costliest attack).
+        held_out: T3, images never among the pairs, on which T3 attacks are scored.
+        public: labelled images the adversary owns (never submitted), for the inversion's probe.
+    """
+
+    submissions: list[int] = field(default_factory=lambda: [100, 300, 1000, 3000])
+    labels_per_class: list[int] = field(default_factory=lambda: [1, 3, 10, 30, 100])
+    pairs: list[int] = field(default_factory=lambda: [30, 100, 300, 1000, 3000])
+    key_recovery_pairs: list[int] = field(default_factory=lambda: [10, 30, 100])
+    held_out: int = 500
+    public: int = 500
+
+
+@dataclass(frozen=True)
+class ReconstructionSettings:
+    """The paper's autoencoder attack (§5.3): scrambled image at `input_size` → original at `output_size`."""
+
+    input_size: int = 64
+    output_size: int = 32
+    epochs: int = 15
+    width: int = 32
+
+
+@dataclass(frozen=True)
+class KeyRecoverySettings:
+    """Fitting the public generator architecture to known pairs; `channels` lists the widths attacked
+    (the configured generator's and narrower ones), `invert_images` how many held-out images are inverted."""
+
+    channels: list[int] = field(default_factory=lambda: [512, 16])
+    epochs: int = 20
+    invert_images: int = 100
+    invert_steps: int = 200
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """What `owsd attack` measures.
+
+    Args:
+        attacks: which attacks to run (all by default).
+        images_per_label: images per label the suite draws from the source (all it holds when unset);
+            independent of `data.split`, which keeps deciding the IIN's own training and test images.
+        resources: the x axes of the curves.
+        pixel_size: side to which scrambled images are downsampled for pixel-based attacks.
+        reconstruction, key_recovery: those attacks' own settings.
+        linkability_images: images scrambled again after light changes (crop, JPEG, resize).
+        defences: scrambler defences measured against the attacks and by the IIN's test accuracy.
+        margin: an attack breaks a key once its score exceeds chance by more than this (metrics in [0, 1]).
+        seed: seed of every draw the suite makes.
+    """
+
+    attacks: list[AttackName] = field(default_factory=lambda: list(ATTACKS))
+    images_per_label: int | None = None
+    resources: Resources = Resources()
+    pixel_size: int = 32
+    reconstruction: ReconstructionSettings = ReconstructionSettings()
+    key_recovery: KeyRecoverySettings = KeyRecoverySettings()
+    linkability_images: int = 300
+    defences: list[Defences] = field(
+        default_factory=lambda: [
+            Defences(embedding_noise=1.0),
+            Defences(embedding_noise=4.0),
+            Defences(embedding_dropout=0.5),
+            Defences(rotate_every=500),
+        ]
+    )
+    margin: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.attacks if name not in ATTACKS]
+        if unknown:
+            raise ConfigError(f"attack.attacks: unknown {unknown}; choose from {list(ATTACKS)}")
+        if not 0 < self.margin < 1:
+            raise ConfigError(f"attack.margin={self.margin} must lie in (0, 1)")
+        for name in ("submissions", "labels_per_class", "pairs", "key_recovery_pairs"):
+            values = getattr(self.resources, name)
+            if not values or min(values) < 1 or sorted(values) != list(values):
+                raise ConfigError(f"attack.resources.{name}={values} must be ascending whole numbers ≥ 1")
+
+    def check_fits(self, images: int, smallest_class: int) -> None:
+        """Refuse resources the data cannot supply, naming the setting (before any attack runs)."""
+        r = self.resources
+        t3_pool = images - r.held_out - r.public
+        checks = [
+            ("resources.submissions", max(r.submissions), images, "images"),
+            ("resources.labels_per_class", max(r.labels_per_class), smallest_class - 1, "images in the smallest class, less one"),
+            ("resources.pairs", max(r.pairs), t3_pool, "images outside held_out and public"),
+            ("resources.key_recovery_pairs", max(r.key_recovery_pairs), t3_pool, "images outside held_out and public"),
+            ("linkability_images", self.linkability_images, images, "images"),
+        ]  # fmt: skip
+        for setting, wanted, available, what in checks:
+            if wanted > available:
+                raise ConfigError(f"attack.{setting} asks for {wanted}, but the data holds {available} {what}")
