@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from owsd.errors import DataError
+from owsd.files import atomic_write
 
 FORMAT_VERSION = 1
 ROW_FIELDS = ("embedding", "cloud", "plaintext_cloud")
@@ -25,18 +25,6 @@ ROW_FIELDS = ("embedding", "cloud", "plaintext_cloud")
 
 def fingerprint(description: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(temp_path)`, then move the result into place in one step."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 @dataclass

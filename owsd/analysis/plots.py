@@ -1,0 +1,123 @@
+"""PNG figures: original/scrambled pairs (paper §5.1), the cloud's answers in 2-D (§5.2), attack curves.
+
+Figures are built as bare `matplotlib.figure.Figure`s rendered by Agg, never through pyplot: no backend is
+switched and no figure is registered globally, so this is safe in a headless run and next to other plotting
+code. Each PNG is written to a temporary file beside its target and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+from itertools import cycle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image
+from sklearn.decomposition import PCA
+from torchvision.utils import make_grid
+
+from owsd.attacks.common import as_numpy
+from owsd.files import atomic_write
+
+THREAT_MODELS = ("T1", "T2", "T3")
+_DEFENCE_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def _save_figure(figure: Figure, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temp: figure.savefig(temp, format="png", dpi=120, bbox_inches="tight"))
+
+
+def save_image_grid(originals: torch.Tensor, scrambled: torch.Tensor, path: Path, columns: int = 8) -> None:
+    """Each original (resized to the scrambled size) touching its scrambled image; `columns` pairs per row."""
+    if originals.dtype != torch.uint8 or scrambled.dtype != torch.uint8:
+        raise ValueError("originals and scrambled images must be uint8")
+    if originals.ndim != 4 or originals.shape[1] != 3 or scrambled.ndim != 4 or scrambled.shape[1] != 3:
+        raise ValueError("expected N×3×H×W images")
+    if len(originals) != len(scrambled) or len(originals) == 0:
+        raise ValueError(f"need as many originals as scrambled images, got {len(originals)} and {len(scrambled)}")
+    size = scrambled.shape[-1]
+    if scrambled.shape[-2] != size:
+        raise ValueError("scrambled images must be square")
+    resized = F.interpolate(originals.float(), size=(size, size), mode="bilinear", antialias=True)
+    resized = resized.round().clamp(0, 255).to(torch.uint8)
+    pairs = torch.cat([resized, scrambled], dim=-1)  # N×3×S×2S, no gap inside a pair
+    grid = make_grid(pairs, nrow=columns, padding=max(2, size // 16), pad_value=255)
+    image = Image.fromarray(grid.permute(1, 2, 0).contiguous().numpy())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temp: image.save(temp, format="PNG"))
+
+
+def save_pca_plot(
+    plain: torch.Tensor, scrambled: torch.Tensor, labels: torch.Tensor, label_names: tuple[str, str], path: Path
+) -> None:
+    """Cloud vectors of two labels' images, plain and scrambled, in one shared 2-D PCA.
+
+    `labels` holds two distinct values; the smaller one is named `label_names[0]`.
+    """
+    plain_np, scrambled_np, labels_np = as_numpy(plain), as_numpy(scrambled), as_numpy(labels)
+    if plain_np.shape != scrambled_np.shape or plain_np.ndim != 2 or len(labels_np) != len(plain_np):
+        raise ValueError("expected N×C plain and scrambled vectors and N labels")
+    values = np.unique(labels_np)
+    if len(values) != 2:
+        raise ValueError(f"expected images of exactly two labels, got {len(values)}")
+    pca = PCA(2, random_state=0).fit(np.concatenate([plain_np, scrambled_np]).astype(np.float64))
+    plain_2d, scrambled_2d = pca.transform(plain_np), pca.transform(scrambled_np)
+
+    figure = Figure(figsize=(6, 5))
+    axes = figure.subplots()
+    colours = ("tab:blue", "tab:orange")
+    for kind, points, marker in (("plain", plain_2d, "o"), ("scrambled", scrambled_2d, "x")):
+        for value, name, colour in zip(values, label_names, colours):
+            mask = labels_np == value
+            axes.scatter(*points[mask].T, c=colour, marker=marker, alpha=0.7, label=f"{kind}: {name}")
+    ratios = pca.explained_variance_ratio_
+    axes.set_xlabel(f"PC 1 ({ratios[0]:.0%} of variance)")
+    axes.set_ylabel(f"PC 2 ({ratios[1]:.0%} of variance)")
+    axes.set_title("Cloud output vectors, PCA")
+    axes.legend()
+    _save_figure(figure, path)
+
+
+def _plot_series(axes: Axes, x: list[float], y: list[float | None], label: str, **style) -> None:
+    points = [(xi, yi) for xi, yi in zip(x, y) if yi is not None]
+    if points:
+        axes.plot(*zip(*points), marker="o", label=label, **style)
+
+
+def save_curve_plot(curve: dict, path: Path) -> None:
+    """An attack's metric against the adversary's resource: on scrambled, unscrambled, chance (+ defences).
+
+    A None value is a point that was not measured and is left out.
+    """
+    values = curve["resource_values"]
+    categorical = any(isinstance(v, str) for v in values)  # e.g. linkability's kinds of change
+    x = list(map(float, range(len(values)))) if categorical else [float(v) for v in values]
+    if curve["threat_model"] not in THREAT_MODELS:
+        raise ValueError(f"threat_model must be one of {THREAT_MODELS}, got {curve['threat_model']!r}")
+    series = {name: curve[name] for name in ("scrambled", "unscrambled", "chance")}
+    defences = curve.get("defences", {})
+    for name, values in [*series.items(), *defences.items()]:
+        if len(values) != len(x):
+            raise ValueError(f"{name!r} has {len(values)} values for {len(x)} resource values")
+
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    _plot_series(axes, x, series["scrambled"], "scrambled", color="tab:red")
+    _plot_series(axes, x, series["unscrambled"], "unscrambled", color="tab:blue")
+    _plot_series(axes, x, series["chance"], "chance", color="tab:gray")
+    for (name, values), colour in zip(defences.items(), cycle(_DEFENCE_COLOURS)):
+        _plot_series(axes, x, values, name, color=colour, linestyle="--")
+    if categorical:
+        axes.set_xticks(x, [str(v) for v in values])
+    elif x and min(x) > 0 and max(x) > 10 * min(x):
+        axes.set_xscale("log")
+    axes.set_xlabel(curve["resource"])
+    axes.set_ylabel(curve["metric"])
+    axes.set_title(f"{curve['attack']} ({curve['threat_model']})")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    _save_figure(figure, path)
