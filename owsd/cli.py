@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
-from owsd.errors import OWSDError
+from owsd.errors import user_error
 
 # name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,19 +27,50 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (tests and notebooks replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _) -> None:
+        pass
+
+
+def configure_logging() -> None:
+    """One line per stage from owsd; Lightning only for warnings (its per-Trainer banners and tips would
+    repeat for every IIN a command trains). Idempotent, as tests call `main` many times in one process."""
+    owsd = logging.getLogger("owsd")
+    if not owsd.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        owsd.addHandler(handler)
+    owsd.setLevel(logging.INFO)
+    import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; ours must come after)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # torch vs Lightning, harmless
+    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed")  # CSVLogger is the default here
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("owsd").setLevel(logging.INFO)
     if not args or args[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if args else sys.stderr)
         sys.exit(0 if args else 2)
     if args[0] not in COMMANDS:
         print(f"owsd: error: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    configure_logging()
     command = importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}")
     try:
         command.main(args)
-    except OWSDError as error:
-        print(f"owsd: error: {error}", file=sys.stderr)
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        print(f"owsd: error: {cause}", file=sys.stderr)
         sys.exit(2)

@@ -23,3 +23,15 @@ class DataError(OWSDError):
 
 class CloudResponseError(OWSDError):
     """The cloud answered with something that is not a batch of probability vectors."""
+
+
+def user_error(error: BaseException) -> OWSDError | None:
+    """The `OWSDError` behind `error`, if any: libraries (jsonargparse, Lightning) wrap the errors our classes
+    raise while they build them, and the user should see ours, not the wrapper's traceback."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OWSDError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

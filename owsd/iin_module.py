@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from owsd.components.iin import IINInput, InternalInferenceNetwork, iin_features
+
+log = logging.getLogger(__name__)
 
 PLAINTEXT_CLOUD = "cloud_plaintext"  # metric prefix of the cloud's own accuracy on unscrambled images
 
@@ -138,7 +141,10 @@ def evaluate_best(
 ) -> dict[str, float]:
     """Test metrics of the best checkpoint of the fit `trainer` just ran (the last weights without one)."""
     ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
-    return trainer.test(model, datamodule=datamodule or trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
+    metrics = trainer.test(model, datamodule=datamodule or trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
+    top1 = metrics[f"test/{model.name}/top1"]
+    log.info("IIN %s: trained %d epochs, test top-1 %.3f", model.name, trainer.current_epoch, top1)
+    return metrics
 
 
 def fit_and_test(trainer: Trainer, model: IINModule, datamodule: LightningDataModule) -> dict[str, float]:

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "lightning_configs" / "cifar10_tiny.yaml"
 TINY_IMAGES = REPO / "tests" / "fixtures" / "cifar10_tiny"
+MNIST_TINY_CONFIG = REPO / "tests" / "fixtures" / "mnist_tiny.yaml"  # analyze/attack: 200 digits, tiny models
 # foolbox ships 20 real labelled images per dataset (label = last `_N` of the name); importing it needs eagerpy.
 FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 import torch
 
-from owsd.cli import main
+from owsd.cli import COMMANDS, main
 from owsd.components.key import load_key
 from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
 
@@ -54,6 +54,25 @@ def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, cap
     assert load_key(workdir / "keys" / "test.key").fingerprint in caplog.text  # named by fingerprint only
 
 
+def test_help_lists_every_command_under_the_name_owsd():
+    result = run_owsd(["--help"])
+    assert result.returncode == 0 and result.stdout.startswith("usage: owsd COMMAND")
+    for command in COMMANDS:
+        assert f"\n  {command} " in result.stdout
+    assert "usage: owsd" in run_owsd(["fit", "--help"]).stdout
+    unknown = run_owsd(["predictt"])
+    assert unknown.returncode == 2 and "unknown command 'predictt'" in unknown.stderr
+
+
+def test_piped_fit_prints_a_line_per_stage_and_the_table_without_progress_bars(workdir):
+    result = run_owsd(tiny_args(workdir))
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "it/s" not in result.stderr and "Traceback" not in result.stderr
+    assert "images to precompute" in result.stderr and "precomputed 20 images" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 10, result.stderr
+    assert "OWSD test accuracy on 10 images" in result.stdout
+
+
 def test_keygen_writes_owner_only_file_and_refuses_to_overwrite(tmp_path):
     path = tmp_path / "org.key"
     first = run_owsd(["keygen", str(path)])
@@ -92,11 +111,12 @@ def bad_input_cases(workdir):
         "corrupt image": (["--data.source.init_args.root", str(corrupt)], "zz_broken.png"),
         "failing cloud": (["--data.cloud", "tests.helpers.NaNCloud", "--data.plaintext_baseline", "false"], "NaN"),
         "plaintext to remote": (["--data.cloud", "tests.helpers.NaNCloud"], "plaintext_baseline needs a LocalCloud"),
+        "bad defence": (["--data.scrambler.defences.embedding_dropout", "1.0"], "embedding_dropout=1.0 must lie in"),
     }
 
 
 CASES = ["unknown encoder", "missing weights", "missing folder", "loose key", "short key", "too many labels"]
-CASES += ["too many images", "corrupt image", "failing cloud", "plaintext to remote"]
+CASES += ["too many images", "corrupt image", "failing cloud", "plaintext to remote", "bad defence"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -93,9 +93,9 @@ def save_curve_plot(curve: dict, path: Path) -> None:
 
     A None value is a point that was not measured and is left out.
     """
-    values = curve["resource_values"]
-    categorical = any(isinstance(v, str) for v in values)  # e.g. linkability's kinds of change
-    x = list(map(float, range(len(values)))) if categorical else [float(v) for v in values]
+    resources = curve["resource_values"]
+    categorical = any(isinstance(v, str) for v in resources)  # e.g. linkability's kinds of change
+    x = list(map(float, range(len(resources)))) if categorical else [float(v) for v in resources]
     if curve["threat_model"] not in THREAT_MODELS:
         raise ValueError(f"threat_model must be one of {THREAT_MODELS}, got {curve['threat_model']!r}")
     series = {name: curve[name] for name in ("scrambled", "unscrambled", "chance")}
@@ -112,7 +112,7 @@ def save_curve_plot(curve: dict, path: Path) -> None:
     for (name, values), colour in zip(defences.items(), cycle(_DEFENCE_COLOURS)):
         _plot_series(axes, x, values, name, color=colour, linestyle="--")
     if categorical:
-        axes.set_xticks(x, [str(v) for v in values])
+        axes.set_xticks(x, [str(v) for v in resources])
     elif x and min(x) > 0 and max(x) > 10 * min(x):
         axes.set_xscale("log")
     axes.set_xlabel(curve["resource"])

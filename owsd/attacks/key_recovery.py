@@ -109,3 +109,10 @@ def generator_fit_scores(
         "pixel_r2": (1 - squared_error.sum() / variance).item(),
         "embedding_cosine": torch.cat(correlations).mean().item(),
     }
+
+
+def mean_embedding_scores(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor) -> dict[str, float]:
+    """The scores of an adversary who knows nothing but averages: the mean image (pixel R² 0 by definition)
+    and the mean known embedding as its guess of every held-out one. The chance level of key recovery."""
+    guess = train_embeddings.float().mean(0, keepdim=True).expand_as(test_embeddings)
+    return {"pixel_r2": 0.0, "embedding_cosine": _pearson(guess, test_embeddings.float()).mean().item()}

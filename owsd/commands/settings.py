@@ -62,10 +62,13 @@ def add_sections(parser: LightningArgumentParser) -> None:
     parser.add_class_arguments(AttackSettings, "attack", fail_untyped=True, sub_configs=True)
 
 
-def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, Namespace]:
-    """(config, instantiated objects); the command name in argv[0] is skipped."""
+def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, Namespace, str]:
+    """(config, instantiated objects, the config as YAML); the command name in argv[0] is skipped.
+
+    The YAML is dumped first: instantiating replaces parts of the config by objects."""
     config = parser.parse_args(argv[1:])
-    return config, parser.instantiate_classes(config)
+    dumped = parser.dump(config, skip_none=False)
+    return config, parser.instantiate_classes(config), dumped
 
 
 def trainer_factory(objects: Namespace) -> Callable[[], Trainer]:

@@ -43,11 +43,11 @@ class Defences:
 
     def __post_init__(self) -> None:
         if not self.embedding_noise >= 0:
-            raise ConfigError(f"data.scrambler.defences.embedding_noise={self.embedding_noise} must be ≥ 0")
+            raise ConfigError(f"defences.embedding_noise={self.embedding_noise} must be ≥ 0")
         if not 0 <= self.embedding_dropout < 1:
-            raise ConfigError(f"data.scrambler.defences.embedding_dropout={self.embedding_dropout} must lie in [0, 1)")
+            raise ConfigError(f"defences.embedding_dropout={self.embedding_dropout} must lie in [0, 1)")
         if self.rotate_every is not None and self.rotate_every < 1:
-            raise ConfigError(f"data.scrambler.defences.rotate_every={self.rotate_every} must be ≥ 1")
+            raise ConfigError(f"defences.rotate_every={self.rotate_every} must be ≥ 1")
 
     @property
     def active(self) -> dict[str, Any]:

@@ -40,18 +40,29 @@ class ReconstructionSettings:
     input_size: int = 64
     output_size: int = 32
     epochs: int = 15
-    width: int = 32
+    width: int = 16
 
 
 @dataclass(frozen=True)
 class KeyRecoverySettings:
-    """Fitting the public generator architecture to known pairs; `channels` lists the widths attacked
-    (the configured generator's and narrower ones), `invert_images` how many held-out images are inverted."""
+    """Fitting the public generator architecture to known pairs (Adam at `lr`, `epochs` passes); `channels`
+    lists the widths attacked (the configured generator's and narrower ones), `invert_images` how many held-out
+    images are inverted, in `invert_steps` steps."""
 
     channels: list[int] = field(default_factory=lambda: [512, 16])
-    epochs: int = 20
-    invert_images: int = 100
-    invert_steps: int = 200
+    epochs: int = 10
+    lr: float = 1e-3
+    invert_images: int = 10
+    invert_steps: int = 100
+
+
+STANDARD_DEFENCES = (
+    Defences(embedding_noise=1.0),
+    Defences(embedding_noise=4.0),
+    Defences(embedding_noise=16.0),
+    Defences(embedding_dropout=0.5),
+    Defences(rotate_every=500),
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,8 @@ class AttackSettings:
         pixel_size: side to which scrambled images are downsampled for pixel-based attacks.
         reconstruction, key_recovery: those attacks' own settings.
         linkability_images: images scrambled again after light changes (crop, JPEG, resize).
-        defences: scrambler defences measured against the attacks and by the IIN's test accuracy.
+        defences: scrambler defences measured against the attacks and by the IIN's test accuracy; unset, the
+            standard sweep `STANDARD_DEFENCES` (noise σ 1, 4, 16; dropout 0.5; a new key every 500 images).
         margin: an attack breaks a key once its score exceeds chance by more than this (metrics in [0, 1]).
         seed: seed of every draw the suite makes.
     """
@@ -78,18 +90,13 @@ class AttackSettings:
     reconstruction: ReconstructionSettings = ReconstructionSettings()
     key_recovery: KeyRecoverySettings = KeyRecoverySettings()
     linkability_images: int = 300
-    defences: list[Defences] = field(
-        default_factory=lambda: [
-            Defences(embedding_noise=1.0),
-            Defences(embedding_noise=4.0),
-            Defences(embedding_dropout=0.5),
-            Defences(rotate_every=500),
-        ]
-    )
+    defences: list[Defences] | None = None
     margin: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.defences is None:  # resolved here: a default list of dataclasses would not dump into a config
+            object.__setattr__(self, "defences", list(STANDARD_DEFENCES))
         unknown = [name for name in self.attacks if name not in ATTACKS]
         if unknown:
             raise ConfigError(f"attack.attacks: unknown {unknown}; choose from {list(ATTACKS)}")

@@ -10,15 +10,6 @@ E, S = 16, 8  # the weak linear setup
 REAL = {"embedding_dim": 16, "image_size": 16, "base_channels": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Intra-op threads only cost on these tiny tensors, and badly so when other jobs share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear() -> nn.Module:
     return nn.Sequential(nn.Linear(E, 3 * S * S), nn.Unflatten(1, (3, S, S)), nn.Tanh())
 

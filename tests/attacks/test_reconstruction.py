@@ -28,15 +28,6 @@ def fixed_permutation(images: torch.Tensor, seed: int) -> torch.Tensor:
     return images.flatten(1)[:, order].view_as(images)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two that wait for each other (and for other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def originals() -> torch.Tensor:
     return smooth_images(TRAIN + TEST, SIZE, seed=0)

@@ -76,5 +76,5 @@ def test_rotation_deals_the_source_to_keys_in_blocks_in_a_keyed_order(embeddings
     + [({"rotate_every": 0}, "rotate_every")],
 )
 def test_out_of_range_defences_name_the_setting(defence, setting):
-    with pytest.raises(ConfigError, match=f"data.scrambler.defences.{setting}"):
+    with pytest.raises(ConfigError, match=f"defences.{setting}="):
         Defences(**defence)

@@ -1,0 +1,91 @@
+"""`owsd analyze --config CFG --out DIR`: what the cloud is shown and what it answers (paper §5.1–5.2).
+
+Writes `DIR/analysis.json` (label overlap of the cloud's top-1/top-5 for plain vs scrambled images, drop in
+confidence of the plain image's labels, entropies, the generator's zero ReLU outputs), `DIR/pairs.png`
+(originals beside their scrambled images) and `DIR/pca.png` (cloud vectors of two labels, plain vs
+scrambled), logs the figures to the configured logger, and prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+
+from owsd.analysis.cloud_output import cloud_output_summary, relu_zero_fraction
+from owsd.analysis.plots import save_image_grid, save_pca_plot
+from owsd.analysis.settings import AnalysisSettings
+from owsd.commands.settings import check_output_folder, experiment_parser, parse, trainer_factory, write_folder
+from owsd.components.scrambler import Scrambler
+from owsd.datamodule import OWSDDataModule
+from owsd.errors import ConfigError
+from owsd.security.material import Material, gather
+
+log = logging.getLogger("owsd")
+
+
+def main(argv: list[str]) -> None:
+    parser = experiment_parser("owsd analyze", __doc__.splitlines()[0])
+    config, objects, _ = parse(parser, argv)
+    check_output_folder(config.out)
+    data: OWSDDataModule = objects.data
+    if not data.plaintext_baseline:
+        raise ConfigError("analyze compares answers for plain and scrambled images: set data.plaintext_baseline: true")
+    settings: AnalysisSettings = objects.analysis
+    material = gather(data, trainer_factory(objects)(), data.image_size)
+    figures = analyse(data, material, settings)
+    write_folder(config.out, lambda folder: write_results(folder, data, material, settings, figures))
+    log_to_logger(trainer_factory(objects)(), figures, config.out)
+    print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
+
+
+def analyse(data: OWSDDataModule, material: Material, settings: AnalysisSettings) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "images": len(material),
+        **cloud_output_summary(material.plaintext_cloud, material.cloud),
+    }
+    scrambler = Scrambler(data.key(), 0, material.embeddings.shape[1], data.scrambler)
+    figures["relu_zero_fraction"] = relu_zero_fraction(
+        scrambler.generator(0), material.embeddings[: settings.relu_images]
+    )
+    figures["pixel_std"] = material.scrambled.float().std().item()
+    return figures
+
+
+def pca_rows(data: OWSDDataModule, material: Material, settings: AnalysisSettings) -> tuple[list[int], tuple[str, str]]:
+    """Rows of the first `pca_images` images of each of the two labels, and the labels' names."""
+    names = [data.source.classes[label] for label in data.split.labels]
+    chosen = settings.pca_labels or names[:2]
+    if len(chosen) != 2 or any(name not in names for name in chosen):
+        raise ConfigError(f"analysis.pca_labels={chosen} must name two of the data's labels {names[:20]}")
+    rows = []
+    for name in chosen:
+        rows += (material.labels == names.index(name)).nonzero().flatten()[: settings.pca_images].tolist()
+    return rows, (chosen[0], chosen[1])
+
+
+def write_results(
+    folder: Path, data: OWSDDataModule, material: Material, settings: AnalysisSettings, figures: dict[str, Any]
+) -> None:
+    (folder / "analysis.json").write_text(json.dumps({"settings": asdict(settings), "figures": figures}, indent=2))
+    shown = slice(0, settings.grid_images)
+    originals = torch.stack([data.source.load(p, data.scrambler.size) for p in material.positions[shown]])
+    save_image_grid(originals, material.scrambled[shown], folder / "pairs.png")
+    rows, names = pca_rows(data, material, settings)
+    save_pca_plot(
+        material.plaintext_cloud[rows], material.cloud[rows], material.labels[rows], names, folder / "pca.png"
+    )
+
+
+def log_to_logger(trainer: Trainer, figures: dict[str, Any], out: Path) -> None:
+    """The figures as metrics, and the PNGs where the logger takes images (e.g. wandb)."""
+    for logger in trainer.loggers:
+        logger.log_metrics({f"analysis/{name}": float(value) for name, value in figures.items()})
+        if hasattr(logger, "log_image"):
+            logger.log_image("analysis", [str(out / "pairs.png"), str(out / "pca.png")])
+        logger.save()

@@ -1,0 +1,99 @@
+"""What an attack needs, gathered once: the cached rows and the scrambled bytes the cloud was sent.
+
+Scrambled images are not cached; they are regenerated from the cached embeddings with the key, which
+gives exactly the bytes that were sent (the generator is deterministic and batch-independent) without
+running the encoder or the cloud again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from lightning.pytorch import Trainer
+
+from owsd.components.key import Key
+from owsd.components.scrambler import Scrambler, ScramblerSettings
+from owsd.datamodule import OWSDDataModule
+from owsd.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 256  # images scrambled at a time
+
+
+@dataclass
+class Material:
+    """Per image of the data module's split, in source order.
+
+    `labels` are IIN classes (0..C-1); `embeddings`, `cloud` and `plaintext_cloud` belong to the first
+    encoder (the attacks target one generator); `originals` are the private images at a small size.
+    """
+
+    image_ids: list[str]
+    positions: list[int]
+    labels: torch.Tensor
+    embeddings: torch.Tensor
+    cloud: torch.Tensor
+    plaintext_cloud: torch.Tensor | None
+    originals: torch.Tensor
+    scrambled: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def subset(self, rows: list[int]) -> Material:
+        pick = torch.tensor(rows, dtype=torch.long)
+        return Material(
+            [self.image_ids[i] for i in rows],
+            [self.positions[i] for i in rows],
+            self.labels[pick],
+            self.embeddings[pick],
+            self.cloud[pick],
+            None if self.plaintext_cloud is None else self.plaintext_cloud[pick],
+            self.originals[pick],
+            self.scrambled[pick],
+        )
+
+
+def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Material:
+    """Fill the cache for the data module's split (a no-op on a hit), then read and re-scramble it."""
+    if len(data.encoders) != 1:
+        raise ConfigError("the attack suite and analysis target one generator: give data.encoders one encoder")
+    data.prepare_cache(trainer)
+    positions = data.split.all
+    image_ids = [data.source.items[position][0] for position in positions]
+    rows = data.pair_cache.read(image_ids)
+    class_of_label = {label: index for index, label in enumerate(data.split.labels)}
+    labels = torch.tensor([class_of_label[int(label)] for label in rows.labels])
+    log.info("loading %d private images at %d×%d", len(positions), original_size, original_size)
+    originals = torch.stack([data.source.load(position, original_size) for position in positions])
+    return Material(
+        image_ids,
+        positions,
+        labels,
+        rows.embedding,
+        rows.cloud,
+        rows.plaintext_cloud,
+        originals,
+        scramble(data, rows.embedding, image_ids, positions),
+    )
+
+
+def scramble(
+    data: OWSDDataModule,
+    embeddings: torch.Tensor,
+    image_ids: list[str],
+    positions: list[int],
+    settings: ScramblerSettings | None = None,
+    key: Key | None = None,
+) -> torch.Tensor:
+    """The uint8 images the first encoder's scrambler sends for these embeddings: as configured, or with
+    other `settings` (defences, width) or another `key`."""
+    scrambler = Scrambler(key or data.key(), 0, embeddings.shape[1], settings or data.scrambler, len(data.source.items))
+    parts = [
+        scrambler.scramble(embeddings[i : i + _CHUNK], image_ids[i : i + _CHUNK], positions[i : i + _CHUNK]).pixels
+        for i in range(0, len(image_ids), _CHUNK)
+    ]
+    return torch.cat(parts)

@@ -1,0 +1,35 @@
+"""`owsd analyze` end to end on 200 real MNIST digits with tiny models."""
+
+import csv
+import json
+
+from PIL import Image
+
+from owsd.cli import main
+from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+
+FIGURES = {"top1_intersection", "top5_intersection", "top1_confidence_drop", "top5_confidence_drop"}
+FIGURES |= {"entropy_plain", "entropy_scrambled", "relu_zero_fraction", "pixel_std", "images"}
+
+
+def test_analyze_writes_figures_pngs_and_logs_them(workdir, capsys):
+    logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "logs"]
+    main(["analyze", "--config", str(MNIST_TINY_CONFIG), "--out", "analysis", *logger])
+    figures = json.loads((workdir / "analysis" / "analysis.json").read_text())["figures"]
+    assert set(figures) == FIGURES and figures["images"] == 200
+    assert 0 <= figures["top1_intersection"] <= 1 and 0 < figures["relu_zero_fraction"] < 1
+    assert figures["entropy_scrambled"] > 0 and figures["pixel_std"] > 20
+    grid = Image.open(workdir / "analysis" / "pairs.png")
+    assert grid.width > grid.height  # 8 pairs side by side
+    assert Image.open(workdir / "analysis" / "pca.png").format == "PNG"
+    (metrics,) = (workdir / "logs").rglob("metrics.csv")
+    row = next(csv.DictReader(metrics.open()))
+    assert float(row["analysis/relu_zero_fraction"]) == figures["relu_zero_fraction"]
+    assert "relu_zero_fraction" in capsys.readouterr().out
+
+
+def test_analyze_without_plaintext_answers_says_which_setting_to_change(workdir):
+    args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--out", "analysis", "--data.plaintext_baseline", "false"]
+    result = run_owsd(args)
+    assert result.returncode == 2 and "data.plaintext_baseline: true" in result.stderr
+    assert "Traceback" not in result.stderr and not (workdir / "analysis").exists()

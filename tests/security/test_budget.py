@@ -1,0 +1,48 @@
+import pytest
+
+from owsd.security.budget import first_break, key_budget, linkability_verdict
+from owsd.security.curves import Curve
+
+
+def curve(threat: str, scrambled: list[float], chance: list[float], values=(10, 100, 1000), **kwargs) -> Curve:
+    return Curve("attack", threat, "resource", list(values), "metric", scrambled, [1.0] * len(values), chance, **kwargs)
+
+
+def test_an_attack_breaks_a_key_where_it_first_beats_chance_by_the_margin():
+    assert first_break(curve("T3", [0.11, 0.2, 0.9], [0.1, 0.1, 0.1]), margin=0.05) == 1
+    assert first_break(curve("T3", [0.11, 0.12, 0.14], [0.1, 0.1, 0.1]), margin=0.05) is None
+    assert first_break(curve("T3", [0.5, 0.5, 0.5], [0.1, 0.1, 0.1]), margin=0.05) == 0
+
+
+def test_budget_is_the_weakest_curve_and_says_when_it_is_only_a_lower_bound():
+    safe = curve("T1", [0.1, 0.1, 0.1], [0.1, 0.1, 0.1])
+    broken_late = curve("T3", [0.1, 0.1, 0.5], [0.1, 0.1, 0.1])
+    broken_early = curve("T3", [0.1, 0.5, 0.9], [0.1, 0.1, 0.1])
+    budget = key_budget([safe, broken_late, broken_early], margin=0.05)
+    assert budget["T1"]["budget"] == 1000 and budget["T1"]["lower_bound_only"]
+    assert budget["T3"]["budget"] == 10 and not budget["T3"]["lower_bound_only"]
+    assert [e["broken_at"] for e in budget["T3"]["evidence"]] == [1000, 100]
+    assert "T2" not in budget  # nothing measured, nothing claimed
+
+
+def test_a_key_broken_at_the_smallest_resource_has_a_budget_of_zero():
+    budget = key_budget([curve("T2", [0.9, 0.9, 0.9], [0.1, 0.1, 0.1])], margin=0.05)
+    assert budget["T2"]["budget"] == 0 and budget["T2"]["evidence"][0]["broken_at"] == 10
+
+
+def test_defence_budgets_read_the_defence_series_and_ignore_curves_without_it():
+    defended = curve("T1", [0.9, 0.9, 0.9], [0.1, 0.1, 0.1], defences={"noise": [0.1, 0.1, 0.3]})
+    other = curve("T1", [0.9, 0.9, 0.9], [0.1, 0.1, 0.1])
+    assert key_budget([defended, other], 0.05)["T1"]["budget"] == 0
+    assert key_budget([defended, other], 0.05, defence="noise")["T1"]["budget"] == 100
+
+
+def test_curves_marked_out_of_the_budget_are_ignored():
+    ari = curve("T1", [0.9, 0.9, 0.9], [0.0, 0.0, 0.0], budget=False)
+    assert key_budget([ari], 0.05) == {}
+
+
+@pytest.mark.parametrize("score, linkable", [(0.9, True), (0.03, False)])
+def test_linkability_verdict_compares_each_change_with_the_false_match_rate(score, linkable):
+    link = Curve("linkability", "T1", "change", ["same"], "match_rate", [score], [1.0], [0.01], budget=False)
+    assert linkability_verdict(link, 0.05)["same"]["linkable"] is linkable

@@ -1,0 +1,41 @@
+import pytest
+
+from owsd.errors import ConfigError
+from owsd.security.settings import AttackSettings, Resources
+
+
+def test_defaults_are_valid_and_cover_every_attack():
+    settings = AttackSettings()
+    assert set(settings.attacks) == {"clustering", "label_leakage", "inversion", "reconstruction"} | {
+        "key_recovery",
+        "linkability",
+    }
+    settings.check_fits(images=5000, smallest_class=500)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"attacks": ["clustering", "brute_force"]}, r"attack.attacks: unknown \['brute_force'\]"),
+        ({"margin": 0.0}, "attack.margin=0.0 must lie in"),
+        ({"margin": 1.5}, "attack.margin=1.5 must lie in"),
+        ({"resources": Resources(pairs=[100, 30])}, r"attack.resources.pairs=\[100, 30\] must be ascending"),
+        ({"resources": Resources(submissions=[0, 10])}, "attack.resources.submissions"),
+    ],
+)
+def test_bad_settings_name_the_setting(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AttackSettings(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "resources, message",
+    [
+        (Resources(submissions=[10, 6000]), "attack.resources.submissions asks for 6000, but the data holds 5000"),
+        (Resources(labels_per_class=[500]), "attack.resources.labels_per_class asks for 500, but the data holds 499"),
+        (Resources(pairs=[10, 4500]), "attack.resources.pairs asks for 4500, but the data holds 4000"),
+    ],
+)
+def test_resources_beyond_the_data_are_refused_before_any_attack_runs(resources, message):
+    with pytest.raises(ConfigError, match=message):
+        AttackSettings(resources=resources).check_fits(images=5000, smallest_class=500)
