@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import Trainer
 
 from owsd.analysis.cloud_output import cloud_output_summary, relu_zero_fraction
@@ -31,17 +30,18 @@ log = logging.getLogger("owsd")
 
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd analyze", __doc__.splitlines()[0])
-    config, objects, _ = parse(parser, argv)
+    config, objects, config_yaml = parse(parser, argv)
     check_output_folder(config.out)
     data: OWSDDataModule = objects.data
     if not data.plaintext_baseline:
         raise ConfigError("analyze compares answers for plain and scrambled images: set data.plaintext_baseline: true")
     settings: AnalysisSettings = objects.analysis
-    material = gather(data, trainer_factory(objects)(), data.image_size)
+    material = gather(data, trainer_factory(objects)(), data.scrambler.size)  # originals beside scrambled, same size
     figures = analyse(data, material, settings)
-    write_folder(config.out, lambda folder: write_results(folder, data, material, settings, figures))
+    write_folder(config.out, lambda folder: write_results(folder, data, material, settings, figures, config_yaml))
     log_to_logger(trainer_factory(objects)(), figures, config.out)
     print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
+    log.info("wrote %s", config.out)
 
 
 def analyse(data: OWSDDataModule, material: Material, settings: AnalysisSettings) -> dict[str, Any]:
@@ -70,12 +70,17 @@ def pca_rows(data: OWSDDataModule, material: Material, settings: AnalysisSetting
 
 
 def write_results(
-    folder: Path, data: OWSDDataModule, material: Material, settings: AnalysisSettings, figures: dict[str, Any]
+    folder: Path,
+    data: OWSDDataModule,
+    material: Material,
+    settings: AnalysisSettings,
+    figures: dict[str, Any],
+    config_yaml: str,
 ) -> None:
     (folder / "analysis.json").write_text(json.dumps({"settings": asdict(settings), "figures": figures}, indent=2))
+    (folder / "config.yaml").write_text(config_yaml)
     shown = slice(0, settings.grid_images)
-    originals = torch.stack([data.source.load(p, data.scrambler.size) for p in material.positions[shown]])
-    save_image_grid(originals, material.scrambled[shown], folder / "pairs.png")
+    save_image_grid(material.originals[shown], material.scrambled[shown], folder / "pairs.png")
     rows, names = pca_rows(data, material, settings)
     save_pca_plot(
         material.plaintext_cloud[rows], material.cloud[rows], material.labels[rows], names, folder / "pca.png"

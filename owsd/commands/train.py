@@ -7,7 +7,6 @@ trained and tested the same way, and one table of test accuracies is printed.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from lightning.pytorch import seed_everything
@@ -17,8 +16,6 @@ from owsd.commands.settings import OWSDArgumentParser, add_sections, quiet_train
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
 from owsd.iin_module import PLAINTEXT_CLOUD, IINModule, evaluate_best, fit_and_test, variant
-
-log = logging.getLogger("owsd")
 
 
 class OWSDCLI(LightningCLI):
