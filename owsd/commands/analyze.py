@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
 
 from owsd.analysis.cloud_output import cloud_output_summary, relu_zero_fraction
@@ -69,6 +71,12 @@ def pca_rows(data: OWSDDataModule, material: Material, settings: AnalysisSetting
     return rows, (chosen[0], chosen[1])
 
 
+def grid_rows(labels: torch.Tensor, count: int) -> list[int]:
+    """One image of each label in turn, so the grid shows every label (sources are often sorted by label)."""
+    by_label = [(labels == label).nonzero().flatten().tolist() for label in labels.unique().tolist()]
+    return [row for group in zip_longest(*by_label) for row in group if row is not None][:count]
+
+
 def write_results(
     folder: Path,
     data: OWSDDataModule,
@@ -79,7 +87,7 @@ def write_results(
 ) -> None:
     (folder / "analysis.json").write_text(json.dumps({"settings": asdict(settings), "figures": figures}, indent=2))
     (folder / "config.yaml").write_text(config_yaml)
-    shown = slice(0, settings.grid_images)
+    shown = grid_rows(material.labels, settings.grid_images)
     save_image_grid(material.originals[shown], material.scrambled[shown], folder / "pairs.png")
     rows, names = pca_rows(data, material, settings)
     save_pca_plot(

@@ -47,13 +47,13 @@ def slug(text: str) -> str:
 
 def summary(result: SuiteResult) -> str:
     """The last point of every curve, the defences' costs and the budget, as plain text tables."""
-    lines = [f"{'attack (metric) at the largest resource':56}{'scrambled':>10}{'plain':>8}{'chance':>8}"]
+    header = f"{'attack (metric) at the largest resource':56}{'scrambled':>10}{'plain':>8}{'chance':>8}"
+    lines = [header + f"{'90% of plain at':>17}"]
     for c in result.curves:
         label = f"{c.threat_model} {c.attack} ({c.metric}) @ {c.resource_values[-1]}"
-        lines.append(
-            f"{label:56}"
-            + "".join(_number(v[-1], w) for v, w in ((c.scrambled, 10), (c.unscrambled, 8), (c.chance, 8)))
-        )
+        values = "".join(_number(v[-1], w) for v, w in ((c.scrambled, 10), (c.unscrambled, 8), (c.chance, 8)))
+        reached = "—" if c.reaches_unscrambled is None else c.reaches_unscrambled
+        lines.append(f"{label:56}{values}{reached:>17}")
     lines += ["", f"{'defence (IIN test top-1)':36}{'OWSD IIN':>10}{'cloud only':>12}{'embedding only':>16}"]
     for row in result.defence_costs:
         cells = f"{row['iin_top1']:10.3f}{row['cloud_iin_top1']:12.3f}{row['embedding_iin_top1']:16.3f}"

@@ -25,7 +25,8 @@ Value = float | None
 class Curve:
     """One attack's metric over one resource; `defences` holds the scrambled curve under each defence.
 
-    `budget` marks the curves the key budget is read from (a metric in [0, 1] where higher means more leaked).
+    `budget` marks the curves the key budget is read from (a metric in [0, 1] where higher means more leaked);
+    `higher_leaks` is False for an error metric (MSE), where lower means more leaked.
     """
 
     attack: str
@@ -38,6 +39,7 @@ class Curve:
     chance: list[Value]
     defences: dict[str, list[Value]] = field(default_factory=dict)
     budget: bool = True
+    higher_leaks: bool = True
 
     @property
     def key(self) -> str:
@@ -45,9 +47,14 @@ class Curve:
 
     @property
     def reaches_unscrambled(self) -> int | str | None:
-        """The first resource value at which the scrambled score is 90% of the unscrambled one (or more)."""
-        for value, scrambled, plain in zip(self.resource_values, self.scrambled, self.unscrambled):
-            if scrambled is not None and plain is not None and plain > 0 and scrambled >= 0.9 * plain:
+        """The first resource value at which the attack recovers 90% of what it gains over chance without
+        scrambling: (scrambled − chance) ≥ 0.9 (unscrambled − chance), with signs flipped where lower leaks
+        more. None where it never does, or where the unscrambled data leaks nothing over chance."""
+        sign = 1 if self.higher_leaks else -1
+        for value, scrambled, plain, chance in zip(self.resource_values, self.scrambled, self.unscrambled, self.chance):
+            if None in (scrambled, plain, chance) or sign * (plain - chance) <= 0:
+                continue
+            if sign * (scrambled - chance) >= 0.9 * sign * (plain - chance):
                 return value
         return None
 

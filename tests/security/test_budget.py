@@ -46,3 +46,13 @@ def test_curves_marked_out_of_the_budget_are_ignored():
 def test_linkability_verdict_compares_each_change_with_the_false_match_rate(score, linkable):
     link = Curve("linkability", "T1", "change", ["same"], "match_rate", [score], [1.0], [0.01], budget=False)
     assert linkability_verdict(link, 0.05)["same"]["linkable"] is linkable
+
+
+def test_an_attack_reaches_90_percent_of_its_unscrambled_gain_over_chance():
+    rising = curve("T3", [0.2, 0.6, 0.95], [0.1, 0.1, 0.1])  # unscrambled 1.0: gain 0.9, 90% of it is 0.81
+    assert rising.reaches_unscrambled == 1000
+    assert curve("T3", [0.2, 0.3, 0.4], [0.1, 0.1, 0.1]).reaches_unscrambled is None
+    flat = Curve("a", "T3", "r", [1, 2], "m", [0.5, 0.5], [0.1, 0.1], [0.2, 0.2])  # no gain without scrambling
+    assert flat.reaches_unscrambled is None
+    error = Curve("a", "T3", "r", [1, 2], "mse", [0.05, 0.012], [0.01, 0.01], [0.06, 0.06], higher_leaks=False)
+    assert error.reaches_unscrambled == 2
