@@ -81,6 +81,13 @@ def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Materi
     )
 
 
+def scrambler_for(
+    data: OWSDDataModule, embedding_dim: int, settings: ScramblerSettings | None = None, key: Key | None = None
+) -> Scrambler:
+    """The first encoder's scrambler: as configured, or with other `settings` (defences, width) or `key`."""
+    return Scrambler(key or data.key(), 0, embedding_dim, settings or data.scrambler, len(data.source.items))
+
+
 def scramble(
     data: OWSDDataModule,
     embeddings: torch.Tensor,
@@ -89,9 +96,8 @@ def scramble(
     settings: ScramblerSettings | None = None,
     key: Key | None = None,
 ) -> torch.Tensor:
-    """The uint8 images the first encoder's scrambler sends for these embeddings: as configured, or with
-    other `settings` (defences, width) or another `key`."""
-    scrambler = Scrambler(key or data.key(), 0, embeddings.shape[1], settings or data.scrambler, len(data.source.items))
+    """The uint8 images `scrambler_for(data, ..., settings, key)` sends for these embeddings."""
+    scrambler = scrambler_for(data, embeddings.shape[1], settings, key)
     parts = [
         scrambler.scramble(embeddings[i : i + _CHUNK], image_ids[i : i + _CHUNK], positions[i : i + _CHUNK]).pixels
         for i in range(0, len(image_ids), _CHUNK)

@@ -16,8 +16,9 @@ from lightning.pytorch import Trainer
 from owsd.attacks.clustering import cluster_agreement
 from owsd.attacks.common import pixel_features
 from owsd.components.encoder import Encoder
+from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import Key
-from owsd.components.scrambler import Defences, Scrambler
+from owsd.components.scrambler import Defences, ScramblerSettings
 from owsd.data.selection import SplitSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.iin_module import IINModule
@@ -26,7 +27,7 @@ from owsd.security.curves import Curve, Views, clustering_curves, label_leakage_
 from owsd.security.defence_cost import defence_costs, defence_name
 from owsd.security.known_pairs import Partition, inversion_curves, key_recovery_curves, reconstruction_curves
 from owsd.security.linking import changed_embeddings, linkability_curve
-from owsd.security.material import Material, gather, scramble
+from owsd.security.material import Material, gather, scramble, scrambler_for
 from owsd.security.settings import AttackSettings
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class _Runner:
         self.original_pixels = pixel_features(material.originals, settings.pixel_size)
         self.classes = len(data.split.labels)
 
-    def with_defence(self, defence: Defences):
+    def with_defence(self, defence: Defences) -> ScramblerSettings:
         return replace(self.data.scrambler, defences=defence)
 
     def curves(self, scrambled: torch.Tensor, reference: bool, defence: Defences | None = None) -> list[Curve]:
@@ -130,18 +131,16 @@ class _Runner:
             self.data, m.embeddings[rows], [m.image_ids[i] for i in index], [m.positions[i] for i in index], settings
         )
 
-    def generator_of(self, channels: int):
+    def generator_of(self, channels: int) -> ScramblingGenerator:
+        """The key's generator of `channels` width (its first, when keys rotate)."""
         settings = replace(self.data.scrambler, channels=channels)
-        return Scrambler(self.data.key(), 0, self.material.embeddings.shape[1], settings).generator(0)  # no rotation
+        return scrambler_for(self.data, self.material.embeddings.shape[1], settings).generator(0)
 
     def key_separation(self, scrambled: torch.Tensor, defence: Defences) -> float:
         """How well k-means on the pixels alone sorts rotated submissions by key (NMI with the key number):
         near 1, an adversary can split them by key and attack each key on its own."""
-        settings = self.with_defence(defence)
-        embedding_dim, source_size = self.material.embeddings.shape[1], len(self.data.source.items)
-        keys = torch.tensor(
-            Scrambler(self.data.key(), 0, embedding_dim, settings, source_size).rotation_of(self.material.positions)
-        )
+        scrambler = scrambler_for(self.data, self.material.embeddings.shape[1], self.with_defence(defence))
+        keys = torch.tensor(scrambler.rotation_of(self.material.positions))
         separation = cluster_agreement(pixel_features(scrambled, self.settings.pixel_size), keys, len(keys.unique()))
         log.info(
             "rotation every %d: k-means sorts submissions by key, NMI %.3f", defence.rotate_every, separation["nmi"]

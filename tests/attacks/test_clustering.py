@@ -4,16 +4,7 @@ from owsd.attacks.clustering import cluster_agreement, log_probabilities
 from owsd.attacks.common import pixel_features
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import Key
-
-CLASSES, SAMPLES, DIM = 5, 500, 20
-
-
-def gaussian_clusters(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Well-separated unit-variance clusters, one per label: what a scrambler that hides nothing would emit."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(SAMPLES) % CLASSES
-    centres = torch.randn(CLASSES, DIM, generator=g) * 3
-    return centres[labels] + torch.randn(SAMPLES, DIM, generator=g), labels
+from tests.attacks.conftest import CLASSES, DIM, SAMPLES, gaussian_clusters
 
 
 def test_identity_scrambling_gives_the_classes_away():

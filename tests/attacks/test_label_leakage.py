@@ -2,16 +2,7 @@ import pytest
 import torch
 
 from owsd.attacks.label_leakage import few_label_accuracy
-
-CLASSES, SAMPLES, DIM = 5, 500, 20
-
-
-def gaussian_clusters(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Well-separated unit-variance clusters, one per label: what a scrambler that hides nothing would emit."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(SAMPLES) % CLASSES
-    centres = torch.randn(CLASSES, DIM, generator=g) * 3
-    return centres[labels] + torch.randn(SAMPLES, DIM, generator=g), labels
+from tests.attacks.conftest import CLASSES, DIM, SAMPLES, gaussian_clusters
 
 
 def test_five_labels_per_class_label_an_unscrambled_set():
