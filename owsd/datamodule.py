@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from owsd.components.cloud import Cloud, LocalCloud
+from owsd.components.cloud import Cloud, InProcessCloud
 from owsd.components.encoder import Encoder
 from owsd.components.key import Key, load_key, save_key
 from owsd.components.scrambler import Scrambler, ScramblerSettings
@@ -84,8 +84,11 @@ class OWSDDataModule(LightningDataModule):
         }  # fmt: skip
         if not encoders:
             raise ConfigError("data.encoders: give at least one encoder")
-        if plaintext_baseline and not isinstance(cloud, LocalCloud):
-            raise ConfigError("data.plaintext_baseline needs a LocalCloud: plaintext must never reach a remote cloud")
+        if plaintext_baseline and not isinstance(cloud, InProcessCloud):
+            raise ConfigError(
+                "data.plaintext_baseline needs an in-process cloud (LocalCloud, KerasCifar10Cloud): "
+                "plaintext must never reach a remote cloud"
+            )
         self.source, self.encoders, self.cloud = source, list(encoders), cloud
         self.scrambler, self.split_settings = scrambler, split
         self.plaintext_baseline, self.image_size = plaintext_baseline, image_size

@@ -61,7 +61,7 @@ class PrecomputeModule(LightningModule):
     ) -> None:
         super().__init__()
         if plaintext_baseline and not isinstance(cloud, LocalCloudClient):
-            raise TypeError("the plaintext baseline may only be computed by a LocalCloud")
+            raise TypeError("the plaintext baseline may only be computed by an in-process cloud")
         self.encoders = nn.ModuleList(encoders)
         self.scramblers = nn.ModuleList(scramblers)
         self.cloud = cloud

@@ -110,7 +110,10 @@ def bad_input_cases(workdir):
         "too many images": (["--data.split.images_per_label", "3"], "images_per_label asks for 3"),
         "corrupt image": (["--data.source.init_args.root", str(corrupt)], "zz_broken.png"),
         "failing cloud": (["--data.cloud", "tests.helpers.NaNCloud", "--data.plaintext_baseline", "false"], "NaN"),
-        "plaintext to remote": (["--data.cloud", "tests.helpers.NaNCloud"], "plaintext_baseline needs a LocalCloud"),
+        "plaintext to remote": (
+            ["--data.cloud", "tests.helpers.NaNCloud"],
+            "plaintext_baseline needs an in-process cloud",
+        ),
         "bad defence": (["--data.scrambler.defences.embedding_dropout", "1.0"], "embedding_dropout=1.0 must lie in"),
     }
 

@@ -59,7 +59,9 @@ def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
     assert 0 < partial < 20, "the kill landed mid-way"
     assert run_owsd(args).returncode == 0
     same_key = ["--data.scrambler.key_file", str(workdir / "resumed" / "keys" / "test.key")]
-    straight = run_owsd(tiny_args(workdir / "straight", *same_key, "--trainer.max_epochs", "1"))
+    same_cloud = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet"]
+    same_cloud += ["--data.cloud.init_args.weights", "random"]  # what SlowLocalCloud answers, at full speed
+    straight = run_owsd(tiny_args(workdir / "straight", *same_key, *same_cloud, "--trainer.max_epochs", "1"))
     assert straight.returncode == 0, straight.stderr
     assert_same_cache(cached(workdir / "resumed"), cached(workdir / "straight"))
 

@@ -33,7 +33,7 @@ class CloudClient(nn.Module, ABC):
         if not isinstance(images, ScrambledImages):
             raise TypeError(
                 "a cloud accepts only ScrambledImages from a keyed generator; "
-                f"got {type(images).__name__} (plaintext evaluation goes through LocalCloud only)"
+                f"got {type(images).__name__} (plaintext evaluation goes through an in-process cloud only)"
             )
         return check_probabilities(self._classify(images.pixels), len(images.pixels), self.cloud_id)
 
@@ -51,8 +51,25 @@ class Cloud(ABC):
         """Load the model or connect to the service."""
 
 
-class LocalCloud(Cloud):
-    """A timm classifier run in-process with its own preprocessing: the stand-in for a cloud service.
+class InProcessCloud(Cloud):
+    """A classifier run in this process: the stand-in for a cloud service, and the only kind of cloud that
+    may also be shown plaintext (for the evaluation-only upper bound).
+
+    Contract: `build()` returns modules that compute in this process and send nothing anywhere. A class that
+    calls a service must subclass `Cloud`, never this, or the plaintext baseline would reach it.
+    """
+
+    @abstractmethod
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        """(classifier, preprocess): uint8 N×3×H×W → what the classifier takes → logits N×C."""
+
+    def open(self) -> LocalCloudClient:
+        classifier, preprocess = self.build()
+        return LocalCloudClient(classifier, preprocess, self.cloud_id)
+
+
+class LocalCloud(InProcessCloud):
+    """A timm classifier run in-process with its own preprocessing.
 
     Args:
         name: timm model name, e.g. `tf_efficientnet_lite2`.
@@ -66,17 +83,17 @@ class LocalCloud(Cloud):
     def cloud_id(self) -> str:
         return f"local-{self.spec.name}-{self.spec.weights_id}"
 
-    def open(self) -> LocalCloudClient:
-        return LocalCloudClient(self.spec, self.cloud_id)
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        classifier = self.spec.build()
+        return classifier, Preprocess.for_model(classifier)
 
 
 class LocalCloudClient(CloudClient):
-    """The in-process classifier; the only client that may also see plaintext, for the baseline."""
+    """An in-process classifier; the only client that may also see plaintext, for the baseline."""
 
-    def __init__(self, spec: ModelSpec, cloud_id: str) -> None:
+    def __init__(self, classifier: nn.Module, preprocess: nn.Module, cloud_id: str) -> None:
         super().__init__(cloud_id)
-        classifier = spec.build()
-        self.preprocess = Preprocess.for_model(classifier)
+        self.preprocess = preprocess
         self.classifier = classifier.requires_grad_(False).eval()
 
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
