@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from owsd.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AnalysisSettings:
@@ -18,3 +20,8 @@ class AnalysisSettings:
     pca_labels: list[str] | None = None
     pca_images: int = 50
     relu_images: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("grid_images", "pca_images", "relu_images"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"analysis.{name}={getattr(self, name)} must be at least 1")

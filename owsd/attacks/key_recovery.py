@@ -81,28 +81,34 @@ def generator_fit_scores(
     test_pixels: torch.Tensor,
     invert_steps: int = 200,
     seed: int = 0,
+    invert_images: int | None = None,
 ) -> dict[str, float]:
     """How well a fitted generator stands in for the key on held-out pairs.
 
     "pixel_r2" is 1 − MSE / per-pixel variance of the targets: the share of the scrambled images' variation
     the fit predicts (the mean image scores 0, chance ≤ 0). "embedding_cosine" is the mean correlation
     (cosine after per-row standardisation, as ScramblingGenerator sees its input) between the true test
-    embeddings and those recovered by inverting `fitted` on the test images by gradient descent.
-    `fitted` is frozen in place. Cost: len(test) × (invert_steps + 1) generator passes, forward and back.
+    embeddings and those recovered by inverting `fitted` on the first `invert_images` test images (all when
+    None) by gradient descent. `fitted` is frozen in place. Cost: one pass per test image plus
+    invert_images × invert_steps passes forward and back.
     """
+    inverted = len(test_embeddings) if invert_images is None else min(invert_images, len(test_embeddings))
     fitted = fitted.requires_grad_(False).eval()
     generator = torch.Generator().manual_seed(seed)
     squared_error = total = total_squared = 0.0
     correlations = []
-    for embeddings, pixels in zip(test_embeddings.float().split(_CHUNK), test_pixels.split(_CHUNK)):
-        images = _targets(pixels)
+    for start in range(0, len(test_embeddings), _CHUNK):
+        embeddings = test_embeddings[start : start + _CHUNK].float()
+        images = _targets(test_pixels[start : start + _CHUNK])
         targets = images.flatten(1).double()
         with torch.no_grad():
             squared_error += (fitted(embeddings).flatten(1).double() - targets).square().sum(0)
         total += targets.sum(0)
         total_squared += targets.square().sum(0)
-        recovered = _invert(fitted, images, embeddings.shape[1], invert_steps, generator)
-        correlations.append(_pearson(recovered, embeddings))
+        invert = max(0, min(len(embeddings), inverted - start))
+        if invert:
+            recovered = _invert(fitted, images[:invert], embeddings.shape[1], invert_steps, generator)
+            correlations.append(_pearson(recovered, embeddings[:invert]))
     n = len(test_embeddings)
     variance = (total_squared - total.square() / n).sum()
     return {

@@ -22,10 +22,9 @@ from owsd.analysis.cloud_output import cloud_output_summary, relu_zero_fraction
 from owsd.analysis.plots import save_image_grid, save_pca_plot
 from owsd.analysis.settings import AnalysisSettings
 from owsd.commands.settings import check_output_folder, experiment_parser, parse, trainer_factory, write_folder
-from owsd.components.scrambler import Scrambler
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
-from owsd.security.material import Material, gather
+from owsd.security.material import Material, gather, scrambler_for
 
 log = logging.getLogger("owsd")
 
@@ -38,10 +37,11 @@ def main(argv: list[str]) -> None:
     if not data.plaintext_baseline:
         raise ConfigError("analyze compares answers for plain and scrambled images: set data.plaintext_baseline: true")
     settings: AnalysisSettings = objects.analysis
+    pca = pca_labels(data, settings)
     material = gather(data, trainer_factory(objects)(), data.scrambler.size)  # originals beside scrambled, same size
     figures = analyse(data, material, settings)
-    write_folder(config.out, lambda folder: write_results(folder, data, material, settings, figures, config_yaml))
-    log_to_logger(trainer_factory(objects)(), figures, config.out)
+    write_folder(config.out, lambda folder: write_results(folder, material, settings, pca, figures, config_yaml))
+    log_to_logger(trainer_factory(objects)(), figures)
     print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
     log.info("wrote %s", config.out)
 
@@ -51,24 +51,19 @@ def analyse(data: OWSDDataModule, material: Material, settings: AnalysisSettings
         "images": len(material),
         **cloud_output_summary(material.plaintext_cloud, material.cloud),
     }
-    scrambler = Scrambler(data.key(), 0, material.embeddings.shape[1], data.scrambler)
-    figures["relu_zero_fraction"] = relu_zero_fraction(
-        scrambler.generator(0), material.embeddings[: settings.relu_images]
-    )
+    generator = scrambler_for(data, material.embeddings.shape[1]).generator(0)
+    figures["relu_zero_fraction"] = relu_zero_fraction(generator, material.embeddings[: settings.relu_images])
     figures["pixel_std"] = material.scrambled.float().std().item()
     return figures
 
 
-def pca_rows(data: OWSDDataModule, material: Material, settings: AnalysisSettings) -> tuple[list[int], tuple[str, str]]:
-    """Rows of the first `pca_images` images of each of the two labels, and the labels' names."""
+def pca_labels(data: OWSDDataModule, settings: AnalysisSettings) -> dict[int, str]:
+    """IIN class → name of the two labels of the PCA plot (checked before any work is done)."""
     names = [data.source.classes[label] for label in data.split.labels]
     chosen = settings.pca_labels or names[:2]
-    if len(chosen) != 2 or any(name not in names for name in chosen):
+    if len(chosen) != 2 or len(set(chosen)) != 2 or any(name not in names for name in chosen):
         raise ConfigError(f"analysis.pca_labels={chosen} must name two of the data's labels {names[:20]}")
-    rows = []
-    for name in chosen:
-        rows += (material.labels == names.index(name)).nonzero().flatten()[: settings.pca_images].tolist()
-    return rows, (chosen[0], chosen[1])
+    return {names.index(name): name for name in chosen}
 
 
 def grid_rows(labels: torch.Tensor, count: int) -> list[int]:
@@ -79,9 +74,9 @@ def grid_rows(labels: torch.Tensor, count: int) -> list[int]:
 
 def write_results(
     folder: Path,
-    data: OWSDDataModule,
     material: Material,
     settings: AnalysisSettings,
+    pca: dict[int, str],
     figures: dict[str, Any],
     config_yaml: str,
 ) -> None:
@@ -89,16 +84,16 @@ def write_results(
     (folder / "config.yaml").write_text(config_yaml)
     shown = grid_rows(material.labels, settings.grid_images)
     save_image_grid(material.originals[shown], material.scrambled[shown], folder / "pairs.png")
-    rows, names = pca_rows(data, material, settings)
+    rows = [row for c in pca for row in (material.labels == c).nonzero().flatten()[: settings.pca_images].tolist()]
+    names = tuple(name for _, name in sorted(pca.items()))  # the plot names the smaller class first
     save_pca_plot(
         material.plaintext_cloud[rows], material.cloud[rows], material.labels[rows], names, folder / "pca.png"
     )
 
 
-def log_to_logger(trainer: Trainer, figures: dict[str, Any], out: Path) -> None:
-    """The figures as metrics, and the PNGs where the logger takes images (e.g. wandb)."""
+def log_to_logger(trainer: Trainer, figures: dict[str, Any]) -> None:
+    """The figures as metrics. Never the PNGs: `pairs.png` shows private originals, `pca.png` their answers,
+    and a logger may be a remote service."""
     for logger in trainer.loggers:
         logger.log_metrics({f"analysis/{name}": float(value) for name, value in figures.items()})
-        if hasattr(logger, "log_image"):
-            logger.log_image("analysis", [str(out / "pairs.png"), str(out / "pca.png")])
         logger.save()

@@ -67,7 +67,7 @@ def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, 
 
     The YAML is dumped first: instantiating replaces parts of the config by objects."""
     config = parser.parse_args(argv[1:])
-    dumped = parser.dump(config, skip_none=False)
+    dumped = parser.dump(config)
     return config, parser.instantiate_classes(config), dumped
 
 

@@ -98,10 +98,11 @@ class Scrambler(nn.Module):
         self.generators = nn.ModuleDict()  # built on first use: a rotating key makes one per block
 
     def generator(self, rotation: int) -> ScramblingGenerator:
-        """The generator of key number `rotation` (0 without rotation: the paper's single key)."""
+        """The generator of key number `rotation` (without rotation, 0: the paper's single key)."""
         name = str(rotation)
         if name not in self.generators:
-            context = f"generator/{self.encoder_index}" + (f"/rotation/{rotation}" if rotation else "")
+            rotating = self.settings.defences.rotate_every is not None  # then even block 0 gets a fresh key
+            context = f"generator/{self.encoder_index}" + (f"/rotation/{rotation}" if rotating else "")
             self.generators[name] = ScramblingGenerator(
                 self.key.derive(context), self.embedding_dim, self.settings.size, self.settings.channels
             )

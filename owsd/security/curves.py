@@ -25,7 +25,8 @@ Value = float | None
 class Curve:
     """One attack's metric over one resource; `defences` holds the scrambled curve under each defence.
 
-    `budget` marks the curves the key budget is read from (a metric in [0, 1] where higher means more leaked);
+    `budget` marks the curves the key budget is read from (a score, higher meaning more leaked, that is
+    compared with its chance level by the margin);
     `higher_leaks` is False for an error metric (MSE), where lower means more leaked.
     """
 

@@ -120,6 +120,7 @@ def key_recovery_curves(
     size: int,
     settings: KeyRecoverySettings,
     seed: int,
+    widths: list[int],
 ) -> list[Curve]:
     """Fit the public generator architecture to N pairs by gradient descent, per generator width.
 
@@ -127,7 +128,7 @@ def key_recovery_curves(
     `generator_of(channels)` its generator: the key itself, whose scores are the ceiling ("unscrambled").
     Chance knows nothing but averages: the mean image, and the mean known embedding as every guess.
     """
-    held = part.held_out[: settings.invert_images]
+    held = part.held_out  # pixel R² on every held-out pair; the costly inversion on the first invert_images
     train_rows = part.pool[: max(pairs)]
 
     def runs_for(channels: int) -> list[dict[str, dict[str, float]]]:
@@ -138,22 +139,27 @@ def key_recovery_curves(
             return trainable(ScramblingGenerator(Key(digest), embeddings.shape[1], size, channels))
 
         def score(model: torch.nn.Module) -> dict[str, float]:
-            return generator_fit_scores(model, embeddings[held], held_pixels, settings.invert_steps, seed=seed)
+            return generator_fit_scores(
+                model, embeddings[held], held_pixels, settings.invert_steps, seed, settings.invert_images
+            )
 
         ceiling, runs = score(generator_of(channels)), []
         for n in pairs:
             known = embeddings[train_rows[:n]]
             model = recover_generator(architecture, known, train_pixels[:n], settings.epochs, lr=settings.lr, seed=seed)
-            chance = mean_embedding_scores(known, embeddings[held])
+            chance = mean_embedding_scores(known, embeddings[held[: settings.invert_images]])
             runs.append({"scrambled": score(model), "unscrambled": ceiling, "chance": chance})
             log.info("key recovery, width %d, %d pairs: pixel R² %.3f", channels, n, runs[-1]["scrambled"]["pixel_r2"])
         return runs
 
     curves = []
-    for channels in settings.channels:
+    for channels in widths:
 
         def make(metric: str, channels: int = channels) -> Curve:
-            return Curve(f"key recovery (width {channels})", "T3", "known pairs", list(pairs), metric, [], [], [])
+            # Inverting even the key's own generator recovers embeddings poorly, below the mean embedding:
+            # the correlation is reported, but the budget rests on pixel R² alone.
+            return Curve(f"key recovery (width {channels})", "T3", "known pairs", list(pairs), metric, [], [], [],
+                         budget=metric == "pixel_r2")  # fmt: skip
 
         curves += curves_from(runs_for(channels), make, ["pixel_r2", "embedding_cosine"])
     return curves

@@ -43,19 +43,6 @@ class Material:
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def subset(self, rows: list[int]) -> Material:
-        pick = torch.tensor(rows, dtype=torch.long)
-        return Material(
-            [self.image_ids[i] for i in rows],
-            [self.positions[i] for i in rows],
-            self.labels[pick],
-            self.embeddings[pick],
-            self.cloud[pick],
-            None if self.plaintext_cloud is None else self.plaintext_cloud[pick],
-            self.originals[pick],
-            self.scrambled[pick],
-        )
-
 
 def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Material:
     """Fill the cache for the data module's split (a no-op on a hit), then read and re-scramble it."""

@@ -3,6 +3,7 @@ and under each defence, plus what each defence costs the IIN and the key budget 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -115,9 +116,10 @@ class _Runner:
         if reference and "reconstruction" in s.attacks:
             curves += reconstruction_curves(scrambled, m.originals, self.partition, r.pairs, s.reconstruction, seed)
         if reference and "key_recovery" in s.attacks:
+            widths = s.key_recovery.channels or sorted({self.data.scrambler.channels, 16}, reverse=True)
             curves += key_recovery_curves(
                 self.scramble_width, self.generator_of, m.embeddings, self.partition, r.key_recovery_pairs,
-                self.data.scrambler.size, s.key_recovery, seed,
+                self.data.scrambler.size, s.key_recovery, seed, widths,
             )  # fmt: skip
         return curves
 
@@ -141,7 +143,8 @@ class _Runner:
         near 1, an adversary can split them by key and attack each key on its own."""
         scrambler = scrambler_for(self.data, self.material.embeddings.shape[1], self.with_defence(defence))
         keys = torch.tensor(scrambler.rotation_of(self.material.positions))
-        separation = cluster_agreement(pixel_features(scrambled, self.settings.pixel_size), keys, len(keys.unique()))
+        features = pixel_features(scrambled, self.settings.pixel_size)
+        separation = cluster_agreement(features, keys, len(keys.unique()), seed=self.settings.seed)
         log.info(
             "rotation every %d: k-means sorts submissions by key, NMI %.3f", defence.rotate_every, separation["nmi"]
         )
@@ -166,6 +169,10 @@ class _Runner:
         def under(key: Key | None) -> Callable[[torch.Tensor, list[str]], torch.Tensor]:
             return lambda embeddings, ids: scramble(self.data, embeddings, ids, positions, settings, key)
 
-        other = under(Key.generate()) if reference else None
+        other = (
+            under(Key(hashlib.sha256(f"owsd/another-key/{self.settings.seed}".encode()).digest()))
+            if reference
+            else None
+        )
         ids = [m.image_ids[i] for i in rows]
         return linkability_curve(embeddings, ids, under(None), other, self.settings.pixel_size, reference)

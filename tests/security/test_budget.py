@@ -56,3 +56,18 @@ def test_an_attack_reaches_90_percent_of_its_unscrambled_gain_over_chance():
     assert flat.reaches_unscrambled is None
     error = Curve("a", "T3", "r", [1, 2], "mse", [0.05, 0.012], [0.01, 0.01], [0.06, 0.06], higher_leaks=False)
     assert error.reaches_unscrambled == 2
+
+
+def test_an_attack_that_never_broke_bounds_the_budget_only_up_to_where_it_was_tried():
+    broke_late = curve("T3", [0.1, 0.1, 0.5], [0.1, 0.1, 0.1])  # safe up to 100
+    short = curve("T3", [0.1, 0.1], [0.1, 0.1], values=(10, 30))  # never broke, tried up to 30 only
+    verdict = key_budget([broke_late, short], margin=0.05)["T3"]
+    assert verdict["budget"] == 30 and verdict["lower_bound_only"]
+    assert verdict["limited_by"] == "attack (metric)"  # the attack that did break
+
+
+def test_a_defence_budget_lists_the_attacks_it_did_not_measure():
+    measured = curve("T1", [0.9] * 3, [0.1] * 3, defences={"noise": [0.1, 0.1, 0.1]})
+    unmeasured = Curve("k-means on answers", "T1", "r", [10, 100, 1000], "nmi", [0.9] * 3, [1.0] * 3, [0.1] * 3)
+    verdict = key_budget([measured, unmeasured], 0.05, defence="noise")["T1"]
+    assert verdict["budget"] == 1000 and verdict["not_measured"] == ["k-means on answers (nmi)"]

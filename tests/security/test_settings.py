@@ -1,7 +1,8 @@
 import pytest
 
+from owsd.analysis.settings import AnalysisSettings
 from owsd.errors import ConfigError
-from owsd.security.settings import AttackSettings, Resources
+from owsd.security.settings import AttackSettings, KeyRecoverySettings, ReconstructionSettings, Resources
 
 
 def test_defaults_are_valid_and_cover_every_attack():
@@ -21,6 +22,11 @@ def test_defaults_are_valid_and_cover_every_attack():
         ({"margin": 1.5}, "attack.margin=1.5 must lie in"),
         ({"resources": Resources(pairs=[100, 30])}, r"attack.resources.pairs=\[100, 30\] must be ascending"),
         ({"resources": Resources(submissions=[0, 10])}, "attack.resources.submissions"),
+        ({"resources": Resources(public=0)}, "attack.resources.public=0 must be at least 2"),
+        ({"linkability_images": 1}, "attack.linkability_images=1 must be at least 2"),
+        ({"reconstruction": ReconstructionSettings(input_size=48)}, "input_size=48 must be a power of two"),
+        ({"key_recovery": KeyRecoverySettings(invert_images=900)}, "invert_images=900 exceeds resources.held_out"),
+        ({"key_recovery": KeyRecoverySettings(channels=[4])}, r"channels=\[4\] must list widths ≥ 8"),
     ],
 )
 def test_bad_settings_name_the_setting(kwargs, message):
@@ -39,3 +45,14 @@ def test_bad_settings_name_the_setting(kwargs, message):
 def test_resources_beyond_the_data_are_refused_before_any_attack_runs(resources, message):
     with pytest.raises(ConfigError, match=message):
         AttackSettings(resources=resources).check_fits(images=5000, smallest_class=500)
+
+
+def test_only_the_chosen_attacks_resources_must_fit_the_data():
+    AttackSettings(attacks=["clustering"], resources=Resources(pairs=[10, 100_000])).check_fits(5000, 500)
+    with pytest.raises(ConfigError, match="attack.resources.held_out \\+ resources.public asks for 6000"):
+        AttackSettings(resources=Resources(held_out=3000, public=3000)).check_fits(images=5000, smallest_class=500)
+
+
+def test_analysis_settings_are_checked():
+    with pytest.raises(ConfigError, match="analysis.grid_images=0 must be at least 1"):
+        AnalysisSettings(grid_images=0)
