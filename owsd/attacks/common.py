@@ -9,18 +9,23 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 
-def pixel_features(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (or float in [0, 255]) images N×C×H×W → float32 N×(C·size²) in [0, 1], area-downsampled.
-
-    An adversary works on what arrived; downsampling only bounds the attack's cost.
-    """
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (or float in [0, 255]) images N×C×H×W → float32 N×C×size×size in [0, 1], area-averaged down and
+    bilinear up, converted a chunk at a time: 5,000 images at 256² would take ~4 GB as floats at once."""
     chunks = []
-    for start in range(0, len(pixels), 256):  # bounded float copies: 5,000 images at 256² would take ~4 GB at once
-        x = pixels[start : start + 256].float() / 255.0
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="area")
-        chunks.append(x.flatten(1))
-    return torch.cat(chunks) if chunks else pixels.float().flatten(1)
+    for start in range(0, len(images), 256):
+        x = images[start : start + 256].float() / 255.0
+        if x.shape[-2:] != (size, size):
+            mode = "area" if min(x.shape[-2:]) >= size else "bilinear"
+            x = F.interpolate(x, size=(size, size), mode=mode)
+        chunks.append(x)
+    return torch.cat(chunks) if chunks else images.float()
+
+
+def pixel_features(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Images → float32 N×(C·size²) in [0, 1] (see `resized`). An adversary works on what arrived;
+    downsampling only bounds the attack's cost."""
+    return resized(pixels, size).flatten(1)
 
 
 def reduce(train: np.ndarray, *others: np.ndarray, dims: int, seed: int = 0) -> list[np.ndarray]:

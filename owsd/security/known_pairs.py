@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from owsd.attacks.common import resized
 from owsd.attacks.inversion import inversion_scores, invert_embeddings, train_probe
 from owsd.attacks.key_recovery import generator_fit_scores, mean_embedding_scores, recover_generator, trainable
 from owsd.attacks.reconstruction import mean_image_scores, reconstruction_scores, train_reconstruction
@@ -82,8 +82,8 @@ def reconstruction_curves(
     reference: bool = True,
 ) -> list[Curve]:
     """The paper's autoencoder attack (§5.3): scrambled → original, beside original → original."""
-    inputs = resize(scrambled, settings.input_size)
-    targets = resize(originals, settings.output_size)
+    inputs = resized(scrambled, settings.input_size)
+    targets = resized(originals, settings.output_size)
     held = part.held_out
     runs = []
     for n in pairs:
@@ -163,10 +163,3 @@ def key_recovery_curves(
 
         curves += curves_from(runs_for(channels), make, ["pixel_r2", "embedding_cosine"])
     return curves
-
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 images → float in [0, 1] at size×size (area-averaged down, bilinear up)."""
-    x = images.float() / 255
-    mode = "area" if x.shape[-1] >= size else "bilinear"
-    return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode=mode)
