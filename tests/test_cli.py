@@ -18,6 +18,7 @@ def test_fit_prints_test_accuracy_for_iin_ablations_and_upper_bound(workdir, cap
     assert "OWSD test accuracy on 10 images" in out
     for row in ("IIN embedding+cloud (OWSD)", "IIN embedding (", "IIN cloud (", "IIN embedding+plaintext_cloud ("):
         assert row in out
+    assert "linear probe on the embedding (sends nothing)" in out
     assert list((workdir / "runs").rglob("embedding+cloud-*.ckpt")), "best checkpoint is kept"
 
 

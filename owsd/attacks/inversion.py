@@ -12,11 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.linear_model import Ridge, RidgeCV
 
 from owsd.attacks.common import as_numpy, reduce
+from owsd.baselines import fit_linear_probe
 
 # Components of standardised features have variances from ~D down to ~0: the grid spans no to total shrinkage.
 _ALPHAS = np.logspace(-3, 5, 9)
@@ -72,8 +71,7 @@ def train_probe(
     embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A linear probe fitted on public (embedding, label) data: embeddings N×E → class ids N (int64)."""
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    pipeline.fit(as_numpy(embeddings), as_numpy(labels))
+    pipeline = fit_linear_probe(embeddings, labels, seed)
 
     def probe(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(pipeline.predict(as_numpy(x)).astype(np.int64))

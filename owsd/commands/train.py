@@ -12,6 +12,7 @@ import sys
 from lightning.pytorch import seed_everything
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from owsd.baselines import linear_probe_accuracy
 from owsd.commands.settings import OWSDArgumentParser, add_sections, quiet_trainer_defaults
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
@@ -45,6 +46,7 @@ class OWSDCLI(LightningCLI):
             self._reseed()
             model = variant(self.model, iin_input)
             results[model.name] = fit_and_test(self.instantiate_trainer(), model, self.datamodule)
+        results[LINEAR_PROBE] = linear_probe_metrics(self.datamodule, self._get(self.config, "seed_everything") or 0)
         if self.trainer.is_global_zero:
             print(results_table(results, len(self.datamodule.datasets["test"])))
 
@@ -54,24 +56,33 @@ class OWSDCLI(LightningCLI):
             seed_everything(seed, verbose=False)
 
 
-ROLES = {
-    "embedding+cloud": "OWSD",
-    "embedding": "ablation",
-    "cloud": "ablation",
-    "embedding+plaintext_cloud": "upper bound",
+LINEAR_PROBE = "linear_probe"
+ROW_LABELS = {
+    "embedding+cloud": "IIN embedding+cloud (OWSD)",
+    "embedding": "IIN embedding (ablation)",
+    "cloud": "IIN cloud (ablation)",
+    "embedding+plaintext_cloud": "IIN embedding+plaintext_cloud (upper bound)",
+    LINEAR_PROBE: "linear probe on the embedding (sends nothing)",
 }
+
+
+def linear_probe_metrics(data: OWSDDataModule, seed: int) -> dict[str, float]:
+    """The linear-probe baseline on the IIN's own training and test images, named like IIN test metrics."""
+    train, test = data.datasets["train"].tensors, data.datasets["test"].tensors
+    scores = linear_probe_accuracy(train["embedding"], train["label"], test["embedding"], test["label"], int(seed))
+    return {f"test/{LINEAR_PROBE}/top1": scores["top1"], f"test/{LINEAR_PROBE}/top5": scores["top5"]}
 
 
 def results_table(results: dict[str, dict[str, float]], test_images: int) -> str:
     """Test top-1/top-5 per IIN input, with the cloud-agreement and plaintext-cloud rows when measured."""
 
     def row(label: str, metrics: dict[str, float], prefix: str) -> str:
-        return f"{label:44}{metrics[f'{prefix}top1']:8.3f}{metrics[f'{prefix}top5']:8.3f}"
+        return f"{label:48}{metrics[f'{prefix}top1']:8.3f}{metrics[f'{prefix}top5']:8.3f}"
 
-    lines = [f"{f'OWSD test accuracy on {test_images} images':44}{'top-1':>8}{'top-5':>8}"]
+    lines = [f"{f'OWSD test accuracy on {test_images} images':48}{'top-1':>8}{'top-5':>8}"]
     plaintext: dict[str, float] = {}
     for name, metrics in results.items():
-        lines.append(row(f"IIN {name} ({ROLES[name]})", metrics, f"test/{name}/"))
+        lines.append(row(ROW_LABELS[name], metrics, f"test/{name}/"))
         if f"test/{name}/cloud_class_top1" in metrics:
             lines.append(row("  agreement with the cloud on plaintext", metrics, f"test/{name}/cloud_class_"))
         plaintext.update({k: v for k, v in metrics.items() if k.startswith(f"test/{PLAINTEXT_CLOUD}/")})

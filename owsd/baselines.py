@@ -1,0 +1,40 @@
+"""Local baselines that send nothing to anyone: what a user gets from the public encoder's embedding alone.
+
+Every results table shows them beside OWSD, so that what the cloud adds is read off, not assumed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def fit_linear_probe(embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Pipeline:
+    """Logistic regression on standardised embeddings (scikit-learn's defaults, up to 1,000 iterations)."""
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    with warnings.catch_warnings():  # an unconverged fit is still the baseline: score it as it is
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipeline.fit(embeddings.detach().cpu().numpy(), labels.detach().cpu().numpy())
+    return pipeline
+
+
+def linear_probe_accuracy(
+    train_embeddings: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_embeddings: torch.Tensor,
+    test_labels: torch.Tensor,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Test top-1 and top-5 accuracy (top-k capped at the number of classes) of a linear probe."""
+    probe = fit_linear_probe(train_embeddings, train_labels, seed)
+    probabilities = probe.predict_proba(test_embeddings.detach().cpu().numpy())
+    k = min(5, probabilities.shape[1])
+    ranked = probe.classes_[np.argsort(-probabilities, axis=1)]
+    truth = test_labels.detach().cpu().numpy()[:, None]
+    return {"top1": float((ranked[:, 0:1] == truth).mean()), "top5": float((ranked[:, :k] == truth).any(1).mean())}
