@@ -127,10 +127,12 @@ class OWSDDataModule(LightningDataModule):
             log.info("created key file %s", key_file)
         return load_key(key_file)
 
-    def scramblers(self, key: Key, embedding_dims: list[int]) -> list[Scrambler]:
-        """One scrambler per encoder, each on its own subkey."""
-        size = len(self.source.items)
-        return [Scrambler(key, index, dim, self.scrambler, size) for index, dim in enumerate(embedding_dims)]
+    def scramblers(
+        self, key: Key, embedding_dims: list[int], settings: ScramblerSettings | None = None
+    ) -> list[Scrambler]:
+        """One scrambler per encoder, each on its own subkey (as configured, or with other `settings`)."""
+        settings, size = settings or self.scrambler, len(self.source.items)
+        return [Scrambler(key, index, dim, settings, size) for index, dim in enumerate(embedding_dims)]
 
     @cached_property
     def pair_cache(self) -> PairCache:
@@ -155,7 +157,7 @@ class OWSDDataModule(LightningDataModule):
         A complete cache returns before any model is built.
         """
         cache = self.pair_cache
-        todo = [batch for batch in self.precompute_batches if cache.missing(self._image_ids(batch))]
+        todo = [batch for batch in self.precompute_batches if cache.missing(self.image_ids(batch))]
         log.info(
             "key %s, cache %s: %d of %d images to precompute",
             cache.description["key_fingerprint"],
@@ -179,13 +181,16 @@ class OWSDDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        cache = self.pair_cache
         split = self.split
-        class_of_label = {label: index for index, label in enumerate(split.labels)}
         for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):
-            self.datasets[name] = CachedPairs(cache.read(self._image_ids(positions)), class_of_label)
+            self.datasets[name] = self.pairs(positions)
 
-    def _image_ids(self, positions: list[int]) -> list[str]:
+    def pairs(self, positions: list[int]) -> CachedPairs:
+        """The cached rows of these images, labelled with IIN classes (the cache must hold them)."""
+        class_of_label = {label: index for index, label in enumerate(self.split.labels)}
+        return CachedPairs(self.pair_cache.read(self.image_ids(positions)), class_of_label)
+
+    def image_ids(self, positions: list[int]) -> list[str]:
         return [self.source.items[position][0] for position in positions]
 
     @property

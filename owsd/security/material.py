@@ -50,21 +50,19 @@ def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Materi
         raise ConfigError("the attack suite and analysis target one generator: give data.encoders one encoder")
     data.prepare_cache(trainer)
     positions = data.split.all
-    image_ids = [data.source.items[position][0] for position in positions]
-    rows = data.pair_cache.read(image_ids)
-    class_of_label = {label: index for index, label in enumerate(data.split.labels)}
-    labels = torch.tensor([class_of_label[int(label)] for label in rows.labels])
+    image_ids = data.image_ids(positions)
+    rows = data.pairs(positions).tensors
     log.info("loading %d private images at %d×%d", len(positions), original_size, original_size)
     originals = torch.stack([data.source.load(position, original_size) for position in positions])
     return Material(
         image_ids,
         positions,
-        labels,
-        rows.embedding,
-        rows.cloud,
-        rows.plaintext_cloud,
+        rows["label"],
+        rows["embedding"],
+        rows["cloud"],
+        rows.get("plaintext_cloud"),
         originals,
-        scramble(data, rows.embedding, image_ids, positions),
+        scramble(data, rows["embedding"], image_ids, positions),
     )
 
 
@@ -72,7 +70,7 @@ def scrambler_for(
     data: OWSDDataModule, embedding_dim: int, settings: ScramblerSettings | None = None, key: Key | None = None
 ) -> Scrambler:
     """The first encoder's scrambler: as configured, or with other `settings` (defences, width) or `key`."""
-    return Scrambler(key or data.key(), 0, embedding_dim, settings or data.scrambler, len(data.source.items))
+    return data.scramblers(key or data.key(), [embedding_dim], settings)[0]
 
 
 def scramble(
