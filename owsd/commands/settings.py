@@ -19,6 +19,7 @@ from owsd.analysis.settings import AnalysisSettings
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
+from owsd.experiments.settings import ExperimentSettings
 from owsd.iin_module import IINModule
 from owsd.security.settings import AttackSettings
 
@@ -57,9 +58,10 @@ def experiment_parser(prog: str, description: str) -> LightningArgumentParser:
 
 
 def add_sections(parser: LightningArgumentParser) -> None:
-    """The `analysis:` and `attack:` sections, known to every command so that one YAML serves them all."""
+    """The `analysis:`, `attack:` and `experiment:` sections, known to every command so that one YAML serves them all."""
     parser.add_class_arguments(AnalysisSettings, "analysis", fail_untyped=True, sub_configs=True)
     parser.add_class_arguments(AttackSettings, "attack", fail_untyped=True, sub_configs=True)
+    parser.add_class_arguments(ExperimentSettings, "experiment", fail_untyped=True, sub_configs=True)
 
 
 def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, Namespace, str]:
