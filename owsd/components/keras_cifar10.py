@@ -102,10 +102,12 @@ class KerasCifar10Cloud(InProcessCloud):
 
     Args:
         weights: its HDF5 file; the one the package ships when unset.
+        trained_on: the dataset splits those weights were trained on (the package's: the CIFAR-10 train split).
     """
 
-    def __init__(self, weights: str | None = None) -> None:
+    def __init__(self, weights: str | None = None, trained_on: list[str] | None = None) -> None:
         self.weights = Path(weights) if weights else packaged_weights()
+        self.trained_on = tuple(trained_on if trained_on is not None else ["cifar10:train"])
         if not self.weights.is_file():
             raise ConfigError(f"weights file {self.weights} for KerasCifar10Cloud does not exist")
 

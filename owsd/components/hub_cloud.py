@@ -1,0 +1,136 @@
+"""A classifier from `torch.hub` or a local checkpoint as an in-process cloud: the paper's CIFAR clouds.
+
+CIFAR-10/100 classifiers are not in timm. The published VGG16s of `chenyaofo/pytorch-cifar-models`
+(`cifar10_vgg16_bn`, `cifar100_vgg16_bn`) stand in for the paper's VGG16 clouds; a TorchScript file or a
+state_dict for a hub architecture serves a cloud trained elsewhere. Like every `Cloud`, it is a cheap
+description: nothing is downloaded or loaded until `open()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from owsd.components.cloud import InProcessCloud
+from owsd.components.preprocess import Preprocess
+from owsd.errors import ConfigError, DataError
+
+CIFAR_MODELS = "chenyaofo/pytorch-cifar-models"
+# The normalisation their training logs record (logs branch, logs/<dataset>/<model>/default.log), at 32×32.
+CIFAR_NORMALISATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.507, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761)),
+}
+
+
+def _cifar_dataset(model: str | None) -> str | None:
+    """`cifar100` for `cifar100_vgg16_bn`: the dataset a chenyaofo-style entry point was trained on."""
+    prefix = (model or "").split("_", 1)[0]
+    return prefix if prefix in CIFAR_NORMALISATION else None
+
+
+class HubCloud(InProcessCloud):
+    """A `torch.hub` classifier, or a local checkpoint, run in-process with its own resize and normalisation.
+
+    Args:
+        repo: hub repository (`owner/name[:ref]` on GitHub, or a folder holding `hubconf.py` with `source: local`).
+        model: the repository's entry point, e.g. `cifar100_vgg16_bn`; called with `pretrained=True`.
+        checkpoint: a TorchScript file (needs no repo), or a state_dict for `model`'s architecture (built with
+            `pretrained=False`); replaces the hub's weights.
+        source: `github` (downloads the code and weights once; the config names the repo, so it is trusted)
+            or `local`.
+        mean / std: per-channel normalisation of 0–1 RGB; for `cifar10_*` / `cifar100_*` entry points the
+            values their training used are the default.
+        input_size: the classifier's input side (32 for CIFAR models).
+        trained_on: the dataset splits the weights were trained on (e.g. `cifar100:train`); for `cifar10_*` /
+            `cifar100_*` entry points, that dataset's train split.
+    """
+
+    def __init__(
+        self,
+        repo: str | None = CIFAR_MODELS,
+        model: str | None = None,
+        checkpoint: str | None = None,
+        source: Literal["github", "local"] = "github",
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        input_size: int = 32,
+        trained_on: list[str] | None = None,
+    ) -> None:
+        self.repo, self.model, self.source, self.input_size = repo, model, source, input_size
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        if self.checkpoint is None and not (repo and model):
+            raise ConfigError("HubCloud needs `repo` and `model`, or a `checkpoint` file")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise ConfigError(f"checkpoint {self.checkpoint} for HubCloud does not exist")
+        if source == "local" and repo and not (Path(repo) / "hubconf.py").is_file():
+            raise ConfigError(f"HubCloud repo {repo} (source: local) is not a folder holding hubconf.py")
+        dataset = _cifar_dataset(model)
+        if mean is None or std is None:
+            if dataset is None:
+                raise ConfigError(f"HubCloud model {model or self.checkpoint}: give its input `mean` and `std`")
+            mean, std = CIFAR_NORMALISATION[dataset]
+        self.mean, self.std = tuple(mean), tuple(std)
+        if trained_on is None:
+            trained_on = [f"{dataset}:train"] if dataset else []
+        self.trained_on = tuple(trained_on)
+
+    @property
+    def cloud_id(self) -> str:
+        """The weights (a checkpoint's hash, a local hubconf's hash, or the hub repo and entry point) and the
+        preprocessing: both decide the numbers returned."""
+        if self.checkpoint is not None:
+            weights = f"{self.model or 'torchscript'}-sha256-{_sha256(self.checkpoint)[:16]}"
+        elif self.source == "local":
+            weights = f"{self.model}-hubconf-sha256-{_sha256(Path(self.repo) / 'hubconf.py')[:16]}"
+        else:
+            weights = f"{self.repo}-{self.model}-pretrained"
+        preprocessing = hashlib.sha256(repr((self.input_size, self.mean, self.std)).encode()).hexdigest()[:8]
+        return f"hub-{weights}-pre{preprocessing}"
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        classifier = self._load_checkpoint() if self.checkpoint is not None else self._load_hub(pretrained=True)
+        return classifier.eval(), Preprocess(self.input_size, 1.0, self.mean, self.std)
+
+    def _load_hub(self, pretrained: bool) -> nn.Module:
+        where = f"{self.repo} ({self.source})"
+        try:
+            model = torch.hub.load(
+                self.repo, self.model, source=self.source, pretrained=pretrained, trust_repo=True, verbose=False
+            )
+        except Exception as error:  # network, missing repo, broken hubconf: all reported the same way
+            if f"Cannot find callable {self.model} in hubconf" in str(error):
+                raise ConfigError(f"HubCloud model {self.model!r} is not an entry point of repo {where}") from None
+            raise DataError(f"cannot load {self.model!r} from torch.hub repo {where}: {error}") from None
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{self.model!r} of {where} returned a {type(model).__name__}, not a torch module")
+        return model
+
+    def _load_checkpoint(self) -> nn.Module:
+        """TorchScript when the file is one; otherwise a state_dict for the hub architecture."""
+        try:  # wrapped: a ScriptModule itself refuses `requires_grad_`
+            return nn.Sequential(torch.jit.load(str(self.checkpoint), map_location="cpu"))
+        except RuntimeError:
+            pass  # not TorchScript: a state_dict
+        if not (self.repo and self.model):
+            raise ConfigError(f"checkpoint {self.checkpoint} is not TorchScript; a state_dict needs `repo` and `model`")
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ConfigError(
+                f"checkpoint {self.checkpoint} is neither TorchScript nor a state_dict: {error}"
+            ) from None
+        model = self._load_hub(pretrained=False)
+        try:
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except (RuntimeError, AttributeError, TypeError) as error:
+            raise ConfigError(f"checkpoint {self.checkpoint} does not fit {self.model!r}: {error}") from None
+        return model
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
