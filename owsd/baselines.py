@@ -1,4 +1,5 @@
-"""Local baselines that send nothing to anyone: what a user gets from the public encoder's embedding alone.
+"""Local baselines that send nothing to anyone: what a user gets from the public encoder alone (a linear
+probe on its embedding, or its own classifier head where the labels are its classes).
 
 Every results table shows them beside OWSD, so that what the cloud adds is read off, not assumed.
 """
@@ -13,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 
 def fit_linear_probe(embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Pipeline:
@@ -34,7 +36,25 @@ def linear_probe_accuracy(
     """Test top-1 and top-5 accuracy (top-k capped at the number of classes) of a linear probe."""
     probe = fit_linear_probe(train_embeddings, train_labels, seed)
     probabilities = probe.predict_proba(test_embeddings.detach().cpu().numpy())
-    k = min(5, probabilities.shape[1])
-    ranked = probe.classes_[np.argsort(-probabilities, axis=1)]
-    truth = test_labels.detach().cpu().numpy()[:, None]
+    return top_k_accuracy(probe.classes_[np.argsort(-probabilities, axis=1)], test_labels)
+
+
+def classifier_head_accuracy(
+    head: nn.Module, embeddings: torch.Tensor, labels: torch.Tensor, head_classes: list[int]
+) -> dict[str, float]:
+    """Top-1/top-5 of the encoder's own classifier on its embeddings, ranked among `head_classes` only.
+
+    Label i is `head_classes[i]`: a user who knows which of the encoder's classes their images belong to
+    ranks only those, so the baseline is as strong as the IIN's task allows.
+    """
+    with torch.no_grad():
+        scores = head(embeddings)[:, head_classes]
+    ranked = scores.argsort(dim=1, descending=True).numpy()
+    return top_k_accuracy(ranked, labels)
+
+
+def top_k_accuracy(ranked: np.ndarray, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 and top-5 (capped at the number of classes) from each row's classes, best first."""
+    truth = labels.detach().cpu().numpy()[:, None]
+    k = min(5, ranked.shape[1])
     return {"top1": float((ranked[:, 0:1] == truth).mean()), "top5": float((ranked[:, :k] == truth).any(1).mean())}

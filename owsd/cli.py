@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("train", "evaluate a trained IIN checkpoint on the test split"),
     "analyze": ("analyze", "what the cloud sees and answers: image grid, label overlap, entropy, PCA (paper §5.1–5.2)"),
     "attack": ("attack", "attack suite over the adversary's resources, defences and the key budget"),
+    "sweep": ("sweep", "run a wandb sweep YAML offline with W&B's sweep engine; trials table in --out"),
+    "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
+    "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
 }
 
 

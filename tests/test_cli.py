@@ -1,15 +1,22 @@
 """`owsd` end to end on the tiny CI config, and the command line's answers to bad input."""
 
 import base64
+import importlib
+import re
 import shutil
+import socket
 import stat
 
 import pytest
 import torch
+import yaml
+from jsonargparse import Namespace
 
 from owsd.cli import COMMANDS, main
+from owsd.commands.settings import experiment_parser
 from owsd.components.key import load_key
-from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
+from owsd.components.timm_models import ModelSpec
+from tests.conftest import REPO, TINY_IMAGES, run_owsd, tiny_args
 
 
 def test_fit_prints_test_accuracy_for_iin_ablations_and_upper_bound(workdir, capsys):
@@ -138,3 +145,32 @@ def test_bad_input_gives_one_clear_error_and_leaves_no_shard(workdir, case):
     else:
         assert not stored
     assert not list((workdir / "cache").rglob("*.tmp"))
+
+
+CONFIGS = sorted((REPO / "lightning_configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO / "lightning_configs")) for p in CONFIGS])
+def test_every_config_parses_and_its_cloud_builds_offline(path, monkeypatch):
+    """Each shipped config is valid for `owsd run`'s parser (that of every experiment command), and its cloud
+    and encoders are described without touching the network (only `open()` downloads). A fragment (no
+    `data.source`) is parsed after the config it names, or after the demo's."""
+
+    def offline(*args, **kwargs):
+        raise AssertionError(f"{path.name} reached for the network")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    text, configs = path.read_text(), [str(path)]
+    if "source" not in (yaml.safe_load(text).get("data") or {}):
+        names = re.findall(r"[\w-]+\.yaml", text) + ["demo.yaml"]
+        places = [folder / name for name in names for folder in (path.parent, REPO / "lightning_configs")]
+        configs.insert(0, str(next(p for p in places if p.is_file() and p != path)))
+    parser = experiment_parser("owsd run", "")
+    config = parser.parse_args([arg for name in configs for arg in ("--config", name)] + ["--out", "unused"])
+    cloud = config.data.cloud
+    module, name = cloud.class_path.rsplit(".", 1)
+    built = getattr(importlib.import_module(module), name)(**(cloud.init_args or Namespace()).as_dict())
+    assert built.cloud_id and isinstance(built.trained_on, tuple)
+    assert all(ModelSpec(**encoder.as_dict()).weights_id for encoder in config.data.encoders)
+    if path.parent.name.startswith("uc"):
+        assert config.experiment.protocol == path.parent.name and config.experiment.row

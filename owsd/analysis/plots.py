@@ -121,3 +121,27 @@ def save_curve_plot(curve: dict, path: Path) -> None:
     axes.grid(True, alpha=0.3)
     axes.legend()
     _save_figure(figure, path)
+
+
+def save_learnability_plot(
+    sizes: list[int], series: dict[str, dict[str, list[tuple[float, float]]]], title: str, path: Path
+) -> None:
+    """Accuracy against training images per label (the paper's Figure 2), one panel per metric.
+
+    `series[method][metric]` holds a (mean, std) per size; the std is drawn as a shaded band.
+    """
+    metrics = sorted({metric for by_metric in series.values() for metric in by_metric})
+    figure = Figure(figsize=(5 * len(metrics), 4))
+    for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
+        for method, by_metric in series.items():
+            if metric not in by_metric:
+                continue
+            mean, std = (np.array(values) for values in zip(*by_metric[metric]))
+            axes.plot(sizes, mean, marker="o", label=method)
+            axes.fill_between(sizes, mean - std, mean + std, alpha=0.2)
+        axes.set_xlabel("training images per label")
+        axes.set_ylabel(f"test {metric} accuracy")
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    _save_figure(figure, path)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import sys
 
+import yaml
 from lightning.pytorch import seed_everything
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from owsd.baselines import linear_probe_accuracy
 from owsd.commands.settings import OWSDArgumentParser, add_sections, quiet_trainer_defaults
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
+from owsd.experiments.report import METHODS
+from owsd.experiments.runner import LINEAR_PROBE, linear_probe
 from owsd.iin_module import PLAINTEXT_CLOUD, IINModule, evaluate_best, fit_and_test, variant
+from owsd.wandb_media import WandbRunMedia, finish_wandb_run, wandb_logger
 
 
 class OWSDCLI(LightningCLI):
@@ -36,6 +39,9 @@ class OWSDCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.datamodule.prepare_cache(self.trainer)
+        if wandb_logger(self.trainer) is not None:  # CSV has no place for a config, images or a chart
+            config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand]))
+            self.trainer.callbacks.append(WandbRunMedia(config))
         self._reseed()  # the IIN starts from the same state whether or not precompute ran
 
     before_validate = before_test = before_fit
@@ -56,21 +62,9 @@ class OWSDCLI(LightningCLI):
             seed_everything(seed, verbose=False)
 
 
-LINEAR_PROBE = "linear_probe"
-ROW_LABELS = {
-    "embedding+cloud": "IIN embedding+cloud (OWSD)",
-    "embedding": "IIN embedding (ablation)",
-    "cloud": "IIN cloud (ablation)",
-    "embedding+plaintext_cloud": "IIN embedding+plaintext_cloud (upper bound)",
-    LINEAR_PROBE: "linear probe on the embedding (sends nothing)",
-}
-
-
 def linear_probe_metrics(data: OWSDDataModule, seed: int) -> dict[str, float]:
-    """The linear-probe baseline on the IIN's own training and test images, named like IIN test metrics."""
-    train, test = data.datasets["train"].tensors, data.datasets["test"].tensors
-    scores = linear_probe_accuracy(train["embedding"], train["label"], test["embedding"], test["label"], int(seed))
-    return {f"test/{LINEAR_PROBE}/top1": scores["top1"], f"test/{LINEAR_PROBE}/top5": scores["top5"]}
+    """The linear-probe baseline, named like IIN test metrics."""
+    return {f"test/{LINEAR_PROBE}/{name}": value for name, value in linear_probe(data, seed).items()}
 
 
 def results_table(results: dict[str, dict[str, float]], test_images: int) -> str:
@@ -82,12 +76,12 @@ def results_table(results: dict[str, dict[str, float]], test_images: int) -> str
     lines = [f"{f'OWSD test accuracy on {test_images} images':48}{'top-1':>8}{'top-5':>8}"]
     plaintext: dict[str, float] = {}
     for name, metrics in results.items():
-        lines.append(row(ROW_LABELS[name], metrics, f"test/{name}/"))
+        lines.append(row(METHODS[name], metrics, f"test/{name}/"))
         if f"test/{name}/cloud_class_top1" in metrics:
             lines.append(row("  agreement with the cloud on plaintext", metrics, f"test/{name}/cloud_class_"))
         plaintext.update({k: v for k, v in metrics.items() if k.startswith(f"test/{PLAINTEXT_CLOUD}/")})
     if plaintext:
-        lines.append(row("cloud on plaintext images (upper bound)", plaintext, f"test/{PLAINTEXT_CLOUD}/"))
+        lines.append(row(METHODS[PLAINTEXT_CLOUD], plaintext, f"test/{PLAINTEXT_CLOUD}/"))
     return "\n".join(lines)
 
 
@@ -101,3 +95,4 @@ def main(argv: list[str]) -> None:
         parser_class=OWSDArgumentParser,
         trainer_defaults=quiet_trainer_defaults(),
     )
+    finish_wandb_run()

@@ -23,3 +23,8 @@ class Encoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.preprocess(images))
+
+
+def classifier_head(spec: ModelSpec) -> nn.Module:
+    """The encoder's own classifier, which maps its pooled embedding to the classes it was trained on."""
+    return spec.build().get_classifier().requires_grad_(False).eval()

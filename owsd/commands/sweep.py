@@ -1,0 +1,46 @@
+"""`owsd sweep SWEEP.yaml --trials N [--out DIR] [ARGS...]`: a W&B sweep run locally, with no account.
+
+Arguments it does not know are appended to every trial's command after the sweep's parameters (so they win),
+e.g. `--config=tests/fixtures/small.yaml` for a smoke run. The trials, their wandb runs and checkpoints are
+written to a staging folder that becomes `--out` only when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from owsd.commands.settings import check_output_folder, write_folder
+from owsd.errors import ConfigError
+from owsd.experiments.sweep import load_sweep, ranked, run_sweep, write_results
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="owsd sweep",
+        allow_abbrev=False,
+        description="Run a wandb sweep YAML offline: W&B's sweep engine proposes trials, each runs as "
+        "`wandb agent` would (WANDB_MODE=offline); results go to OUT/trials.json and OUT/trials.md.",
+        epilog="Other arguments are appended to each trial's command (use --name=value forms).",
+    )
+    parser.add_argument("sweep", type=Path, help="a wandb sweep YAML, e.g. sweeps/iin_size.yaml")
+    parser.add_argument("--trials", type=int, required=True, help="trials to run (a grid may end sooner)")
+    parser.add_argument("--out", type=Path, help="new folder for the results (default: runs/sweeps/<sweep name>)")
+    args, extra = parser.parse_known_args(argv[1:])
+    if args.trials < 1:
+        raise ConfigError(f"--trials {args.trials}: run at least one trial")
+    config = load_sweep(args.sweep)
+    out = args.out or Path("runs/sweeps") / args.sweep.stem
+    check_output_folder(out)  # before hours of trials, not after
+
+    def write(folder: Path) -> None:
+        trials = run_sweep(config, args.trials, extra, folder)
+        write_results(trials, config, folder)
+        best = ranked(trials, config["metric"].get("goal", "minimize"))[0]
+        if best.metric is None:
+            print(f"every trial failed; see {out}/trials.md")
+        else:
+            print(f"best of {len(trials)} trials: {config['metric']['name']}={best.metric:.4f} with {best.parameters}")
+
+    write_folder(out, write)
+    print(f"wrote {out}/trials.md and {out}/trials.json")

@@ -1,0 +1,195 @@
+"""Markdown tables in the paper's layout (Tables 1–4, Figure 2) from the run folders of `owsd run`.
+
+Every setting shows OWSD beside what a user gets without the cloud (the IIN on the embedding alone, the
+linear probe, the encoder's own head where it applies), the paper's published number and the difference.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from owsd.analysis.plots import save_learnability_plot
+from owsd.errors import ConfigError
+from owsd.experiments.paper import FIGURE2_TEXT, published
+from owsd.experiments.records import Cell, RunFolder, Stat
+from owsd.iin_module import PLAINTEXT_CLOUD
+
+OWSD = "embedding+cloud"
+METHODS = {  # row labels of every results table, `owsd fit`'s included
+    OWSD: "IIN embedding+cloud (OWSD)",
+    "embedding": "IIN embedding (ablation)",
+    "cloud": "IIN cloud (ablation)",
+    "embedding+plaintext_cloud": "IIN embedding+plaintext_cloud (upper bound)",
+    "linear_probe": "linear probe on the embedding (sends nothing)",
+    "encoder_head": "encoder's own classifier head (sends nothing)",
+    PLAINTEXT_CLOUD: "cloud on plaintext images (upper bound)",
+}
+TITLES = {
+    "uc1": "Table 1 — use case 1: the cloud's own labels",
+    "uc2": "Table 2 — use case 2: subsets of the cloud's labels",
+    "uc3": "Table 3 — use case 3: labels the cloud never saw",
+    "uc4": "Table 4 — use case 4: ensembles of encoders",
+    "uc5": "Figure 2 — use case 5: training images per label",
+}
+LOCAL = ("embedding", "linear_probe", "encoder_head")  # what a user gets without sending anything
+
+
+def percent(stat: Stat | None) -> str:
+    return "—" if stat is None else f"{stat.mean:.1%} ({stat.std:.3f})"
+
+
+def published_cell(value: tuple[float, float] | None) -> str:
+    return "—" if value is None else f"{value[0]:.1%} ({value[1]:.3f})"
+
+
+def difference(stat: Stat | None, value: tuple[float, float] | None) -> str:
+    return "—" if stat is None or value is None else f"{(stat.mean - value[0]) * 100:+.1f}"
+
+
+def seeds_cell(cell: Cell) -> str:
+    ran = len(cell.seeds) - len(cell.failed)
+    missing = f"; seed {', '.join(map(str, cell.failed))} failed" if cell.failed else ""
+    return f"{ran}/{len(cell.seeds)}{missing}"
+
+
+def setting_name(run: RunFolder, cell: Cell) -> str:
+    parts = [run.row]
+    if run.protocol == "uc4" or cell.setting.encoders > 1:
+        parts.append(f"{cell.setting.encoders} encoder{'s' if cell.setting.encoders > 1 else ''}")
+    if cell.setting.train_per_label is not None:
+        parts.append(f"{cell.setting.train_per_label}/label")
+    parts.append(f"{cell.setting.recipe} recipe")
+    return ", ".join(parts)
+
+
+def method_rows(run: RunFolder, cell: Cell, cloud_class: bool) -> list[str]:
+    """A table row per method of one setting; the paper's numbers on the OWSD and plaintext-cloud rows."""
+    paper = published(run.run.get("paper_row"), cell.setting.encoders)
+    metrics = ["top1", "top5"] + (["cloud_class_top1", "cloud_class_top5"] if cloud_class else [])
+    if not cell.stats:
+        blanks = ["—"] * (3 * len(metrics))
+        return ["| " + " | ".join([setting_name(run, cell), "every run failed", *blanks, seeds_cell(cell)]) + " |"]
+    rows = []
+    for method, label in METHODS.items():
+        stats = cell.stats.get(method)
+        if stats is None:
+            continue
+        prefix = f"{PLAINTEXT_CLOUD}_" if method == PLAINTEXT_CLOUD else ""
+        cells = [setting_name(run, cell), label]
+        for metric in metrics:
+            ours = stats.get(metric)
+            theirs = paper.get(prefix + metric) if method in (OWSD, PLAINTEXT_CLOUD) else None
+            cells += [percent(ours), published_cell(theirs), difference(ours, theirs)]
+        rows.append("| " + " | ".join(cells + [seeds_cell(cell)]) + " |")
+    return rows
+
+
+def protocol_table(runs: list[RunFolder]) -> list[str]:
+    cloud_class = any("cloud_class_top1" in s.get(OWSD, {}) for run in runs for cell in run.cells() for s in [cell.stats])
+    metrics = ["top-1", "top-5"] + (["cloud-class top-1", "cloud-class top-5"] if cloud_class else [])
+    header = ["setting", "method"] + [f"{m}{suffix}" for m in metrics for suffix in ("", " (paper)", " Δ pts")]
+    lines = ["| " + " | ".join(header + ["seeds"]) + " |", "|" + "---|" * (len(header) + 1)]
+    for run in runs:
+        for cell in run.cells():
+            lines += method_rows(run, cell, cloud_class)
+    return lines
+
+
+def cloud_adds(runs: list[RunFolder]) -> list[str]:
+    """OWSD's top-1 minus that of the best local baseline, per setting: what the cloud adds."""
+    lines = [
+        "| table | setting | OWSD top-1 | best without the cloud | its top-1 | cloud adds (pts) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for cell in run.cells():
+            ours = cell.stats.get(OWSD, {}).get("top1")
+            local = {m: cell.stats[m]["top1"] for m in LOCAL if m in cell.stats and "top1" in cell.stats[m]}
+            if ours is None or not local:
+                continue
+            best = max(local, key=lambda m: local[m].mean)
+            gain = (ours.mean - local[best].mean) * 100
+            cells = [run.protocol, setting_name(run, cell), percent(ours), METHODS[best], percent(local[best])]
+            lines.append("| " + " | ".join(cells + [f"{gain:+.1f}"]) + " |")
+    return lines
+
+
+def timing(runs: list[RunFolder]) -> list[str]:
+    lines = ["| run folder | table | runs | failed | precompute s | mean s per IIN fit | total s |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        fits = [m["seconds"] for r in run.records for k, m in r.get("methods", {}).items() if "epochs" in m]
+        failed = sum(r["status"] != "ok" for r in run.records)
+        mean_fit = f"{sum(fits) / len(fits):.1f}" if fits else "—"
+        cells = [run.folder.name, run.protocol, str(len(run.records)), str(failed)]
+        cells += [f"{run.run['precompute_seconds']:.0f}", mean_fit, f"{run.run['total_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def check_comparable(runs: list[RunFolder]) -> None:
+    """Two folders filling the same row of a table must be the same experiment, or the table mixes them."""
+    seen: dict[tuple[str, str], RunFolder] = {}
+    for run in runs:
+        other = seen.setdefault((run.protocol, run.row), run)
+        if other is not run:
+            raise ConfigError(
+                f"runs {other.folder} and {run.folder} both fill row {run.row!r} of {run.protocol}: "
+                "give each experiment its own experiment.row, or report them separately"
+            )
+
+
+def learnability_figures(runs: list[RunFolder], out: Path) -> list[str]:
+    """Figure 2 per use-case-5 run: OWSD and the local baselines against training images per label."""
+    lines = []
+    for run in runs:
+        cells = [cell for cell in run.cells() if cell.setting.train_per_label is not None]
+        for recipe in dict.fromkeys(cell.setting.recipe for cell in cells):
+            chosen = sorted((c for c in cells if c.setting.recipe == recipe), key=lambda c: c.setting.train_per_label)
+            sizes = [cell.setting.train_per_label for cell in chosen]
+            series = {
+                METHODS[method]: {
+                    metric: [(c.stats[method][metric].mean, c.stats[method][metric].std) for c in chosen]
+                    for metric in ("top1", "top5")
+                }
+                for method in (OWSD, *LOCAL)
+                if all(method in c.stats for c in chosen)
+            }
+            if not series:  # every run of this recipe failed: the table says so, there is nothing to draw
+                continue
+            name = f"figure2-{slug(run.row)}-{slug(recipe)}.png"
+            save_learnability_plot(sizes, series, f"{run.row} ({recipe} recipe)", out / name)
+            lines.append(f"![{run.row}, {recipe} recipe]({name})")
+    return lines
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def build_report(runs: list[RunFolder], out: Path) -> str:
+    """The report's Markdown; Figure 2 PNGs are written into `out` beside it."""
+    if not runs:
+        raise ConfigError("owsd report: give at least one run folder")
+    check_comparable(runs)
+    lines = ["# OWSD experiments", "", "Mean (std) over seeds; Δ pts = ours − the paper's, in percentage points.", ""]
+    lines += ["## What the cloud adds", "", *cloud_adds(runs), ""]
+    for protocol, title in TITLES.items():
+        chosen = [run for run in runs if run.protocol == protocol]
+        if not chosen:
+            continue
+        lines += [f"## {title}", "", *protocol_table(chosen), ""]
+        if protocol == "uc5":
+            lines += [FIGURE2_TEXT, "", *learnability_figures(chosen, out), ""]
+    lines += ["## Runs and timings", "", *timing(runs), ""]
+    lines += ["## Pipelines", ""]
+    for run in runs:
+        pipe = run.run["pipeline"]
+        source = pipe["source"].get("kind", "?")
+        lines.append(f"- `{run.folder.name}`: {source}; encoders {', '.join(pipe['encoders'])}; cloud `{pipe['cloud']}`")
+    return "\n".join(lines) + "\n"
+
+
+def run_summary(run: RunFolder) -> str:
+    """The table of one run folder, for `owsd run` to print."""
+    return "\n".join(protocol_table([run]))

@@ -1,0 +1,96 @@
+"""`owsd run` and `owsd report` end to end on 200 real MNIST digits with tiny models, and bad input."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from owsd.cli import main
+from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+
+SEEDS_AND_SIZES = ["--experiment.protocol=uc5", "--experiment.seeds=[0,1]", "--experiment.train_per_label=[2,5]"]
+BROKEN_RECIPE = '--experiment.recipes=[{"name": "broken", "lr": -1.0}]'  # Adam refuses it: the fit crashes
+
+
+def owsd_run(*args: str) -> None:
+    main(["run", "--config", str(MNIST_TINY_CONFIG), *args])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Two seeds × two training sizes × two recipes (one that crashes), then one of them again from the cache."""
+    workdir = tmp_path_factory.mktemp("run")
+    before = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with pytest.raises(SystemExit) as exit_code:  # the broken recipe's runs fail: exit 1
+            owsd_run(*SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "first")
+        assert exit_code.value.code == 1
+        owsd_run("--experiment.protocol=uc5", "--experiment.seeds=[1]", "--experiment.train_per_label=[5]", "--out", "again")
+    finally:
+        os.chdir(before)
+    return workdir
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+
+
+def test_every_repetition_is_recorded_with_the_iins_and_the_linear_probe(runs):
+    rows = records(runs / "first")
+    assert [(r["recipe"], r["train_per_label"], r["seed"]) for r in rows] == [
+        (recipe, size, seed) for recipe in ("paper", "broken") for size in (2, 5) for seed in (0, 1)
+    ]
+    for row in rows[:4]:
+        assert row["status"] == "ok"
+        assert set(row["methods"]) == {"embedding+cloud", "embedding", "linear_probe"}
+        assert row["images"]["train"] == 10 * row["train_per_label"] and row["images"]["test"] == 60
+        assert 0 <= row["methods"]["embedding"]["top1"] <= row["methods"]["embedding"]["top5"] <= 1
+    assert all(r["status"] == "failed" and "Invalid learning rate" in r["error"] for r in rows[4:])
+    run = json.loads((runs / "first" / "run.json").read_text())
+    assert run["protocol"] == "uc5" and run["row"] == "mnist_tiny" and run["precompute_seconds"] > 0
+
+
+def test_a_second_run_costs_only_iin_fits_and_measures_the_same(runs):
+    first, again = records(runs / "first"), records(runs / "again")
+    assert json.loads((runs / "again" / "run.json").read_text())["precompute_seconds"] < 1
+    assert len(again) == 1 and (again[0]["seed"], again[0]["train_per_label"]) == (1, 5) == (first[3]["seed"], 5)
+    for method in ("embedding+cloud", "embedding", "linear_probe"):  # seed 1 at 5 per label, measured again
+        assert again[0]["methods"][method]["top1"] == first[3]["methods"][method]["top1"]
+
+
+def test_the_report_shows_failed_seeds_as_missing_and_draws_figure_2(runs, tmp_path):
+    main(["report", str(runs / "first"), "--out", str(tmp_path / "report")])
+    text = (tmp_path / "report" / "README.md").read_text()
+    assert "## Figure 2" in text and "## What the cloud adds" in text
+    assert "| mnist_tiny, 2/label, paper recipe | IIN embedding+cloud (OWSD) |" in text
+    assert "0/2; seed 0, 1 failed" in text  # the broken recipe: never averaged into a number
+    assert (tmp_path / "report" / "figure2-mnist-tiny-paper.png").read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "report" / "figure2-mnist-tiny-broken.png").exists()
+
+
+def test_the_report_refuses_two_experiments_in_one_row_and_a_folder_that_is_not_a_run(runs, tmp_path):
+    result = run_owsd(["report", str(runs / "first"), str(runs / "again"), "--out", str(tmp_path / "r")])
+    assert result.returncode == 2 and "both fill row 'mnist_tiny' of uc5" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+    result = run_owsd(["report", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.returncode == 2 and "is not a run folder of `owsd run`: run.json is missing" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("--experiment.seeds=[]", "experiment.seeds is empty"),
+        ("--experiment.train_per_label=[15]", "train_per_label=15 but label '0' (0) has 11 training images"),
+        ("--data.split.images_per_label=600", "images_per_label asks for 600"),
+        ("--data.split.labels.count=11", "data.split.labels.count=11 but the dataset has 10 labels"),
+        ("--experiment.paper_row=table9/x", "experiment.paper_row='table9/x' is none of the paper's rows"),
+        ("--experiment.ensemble_sizes=[2]", "ensemble_sizes=[2] but data.encoders lists 1"),
+    ],
+)
+def test_bad_experiment_settings_fail_in_one_line_before_any_work(workdir, override, message):
+    result = run_owsd(["run", "--config", str(MNIST_TINY_CONFIG), override, "--out", "out"])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not Path("out").exists() and not Path(".owsd/cache").exists()
