@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     parser = OWSDArgumentParser(prog="owsd report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run folders written by `owsd run`")
     parser.add_argument("--out", type=Path, required=True, help="folder for README.md and the figures")
-    parser.add_argument("--replace", type=bool, default=False, help="replace an existing report folder")
+    parser.add_argument("--replace", action="store_true", help="replace an existing report folder")
     config = parser.parse_args(argv[1:])
     runs = [read_run(Path(folder)) for folder in config.runs]
     out = Path(config.out)
