@@ -102,6 +102,7 @@ def cloud_adds(runs: list[RunFolder]) -> list[str]:
         "| table | setting | OWSD top-1 | best without the cloud | its top-1 | cloud adds (pts) |",
         "|---|---|---|---|---|---|",
     ]
+    gains = []
     for run in runs:
         for cell in run.cells():
             ours = cell.stats.get(OWSD, {}).get("top1")
@@ -110,8 +111,15 @@ def cloud_adds(runs: list[RunFolder]) -> list[str]:
                 continue
             best = max(local, key=lambda m: local[m].mean)
             gain = (ours.mean - local[best].mean) * 100
+            gains.append(gain)
             cells = [run.protocol, setting_name(run, cell), percent(ours), METHODS[best], percent(local[best])]
             lines.append("| " + " | ".join(cells + [f"{gain:+.1f}"]) + " |")
+    if gains:
+        lines += [
+            "",
+            f"Over {len(gains)} settings the cloud adds {min(gains):+.1f} to {max(gains):+.1f} points of top-1 "
+            f"(mean {sum(gains) / len(gains):+.1f}) to the best that sends nothing.",
+        ]
     return lines
 
 

@@ -63,7 +63,7 @@ def test_a_second_run_costs_only_iin_fits_and_measures_the_same(runs):
 def test_the_report_shows_failed_seeds_as_missing_and_draws_figure_2(runs, tmp_path):
     main(["report", str(runs / "first"), "--out", str(tmp_path / "report")])
     text = (tmp_path / "report" / "README.md").read_text()
-    assert "## Figure 2" in text and "## What the cloud adds" in text
+    assert "## Figure 2" in text and "## What the cloud adds" in text and "Over 2 settings the cloud adds" in text
     assert "| mnist_tiny, 2/label, paper recipe | IIN embedding+cloud (OWSD) |" in text
     assert "0/2; seed 0, 1 failed" in text  # the broken recipe: never averaged into a number
     assert (tmp_path / "report" / "figure2-mnist-tiny-paper.png").read_bytes().startswith(b"\x89PNG")
