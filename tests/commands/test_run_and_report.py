@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from owsd.cli import main
@@ -94,3 +95,25 @@ def test_bad_experiment_settings_fail_in_one_line_before_any_work(workdir, overr
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not Path("out").exists() and not Path(".owsd/cache").exists()
+
+
+def test_the_encoder_head_is_scored_where_the_labels_are_its_classes_and_refused_elsewhere(workdir):
+    from PIL import Image
+    from timm.data import ImageNetInfo
+
+    wnids = ImageNetInfo().label_names()
+    generator = np.random.default_rng(0)
+    for label in (1, 7, 42):  # three ImageNet classes, four images each
+        folder = workdir / "val" / wnids[label]
+        folder.mkdir(parents=True)
+        for index in range(4):
+            Image.fromarray(generator.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    imagenet = ["--data.source=owsd.data.sources.ImageNetValSource", f"--data.source.root={workdir / 'val'}"]
+    tiny = ["--data.split.images_per_label=4", "--data.split.test_fraction=0.5", "--data.split.val_fraction=0.5"]
+    tiny.append(f"--data.split.labels.names=[{wnids[1]},{wnids[7]},{wnids[42]}]")
+    owsd_run(*imagenet, *tiny, "--experiment.seeds=[0]", "--experiment.encoder_head=true", "--out", "head")
+    (record,) = records(workdir / "head")
+    assert record["labels"] == [wnids[1], wnids[7], wnids[42]]
+    assert 0 <= record["methods"]["encoder_head"]["top1"] <= record["methods"]["encoder_head"]["top5"] == 1.0
+    result = run_owsd(["run", "--config", str(MNIST_TINY_CONFIG), "--experiment.encoder_head=true", "--out", "x"])
+    assert result.returncode == 2 and "head has 1000 classes but the source has 10 labels" in result.stderr
