@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analyze", "what the cloud sees and answers: image grid, label overlap, entropy, PCA (paper §5.1–5.2)"),
     "attack": ("attack", "attack suite over the adversary's resources, defences and the key budget"),
     "sweep": ("sweep", "run a wandb sweep YAML offline with W&B's sweep engine; trials table in --out"),
+    "predict": ("predict", "classify new images with a trained IIN: scramble, ask the cloud, write top-k CSV/JSON"),
     "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
     "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
 }
@@ -25,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     lines = ["usage: owsd COMMAND [--config FILE] [options]", "", "commands:"]
-    lines += [f"  {name:10}{summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:13}{summary}" for name, (_, summary) in COMMANDS.items()]
     lines += ["", "`owsd COMMAND --help` lists a command's options."]
     return "\n".join(lines)
 

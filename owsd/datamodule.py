@@ -152,20 +152,25 @@ class OWSDDataModule(LightningDataModule):
         return [Scrambler(key, index, dim, settings, size) for index, dim in enumerate(embedding_dims)]
 
     @cached_property
-    def pair_cache(self) -> PairCache:
-        """The cache for this pipeline; built once, so its shards are read once per run."""
-        key = self.key()
-        description = {
-            "source": self.source.identity,
+    def pipeline(self) -> dict[str, Any]:
+        """What turns an image into the IIN's inputs: models, key fingerprint, generator, cloud, defences.
+
+        A checkpoint records it, so `owsd predict` can refuse an IIN trained for another key or model."""
+        pipeline = {
             "image_size": self.image_size,
             "encoders": [{"name": spec.name, "weights": spec.weights_id} for spec in self.encoders],
-            "key_fingerprint": key.fingerprint,
+            "key_fingerprint": self.key().fingerprint,
             "generator": {"size": self.scrambler.size, "channels": self.scrambler.channels},
             "cloud": self.cloud.cloud_id,
-            "plaintext_baseline": self.plaintext_baseline,
         }
         if self.scrambler.defences.active:  # absent when off, so caches made before defences existed stay valid
-            description["defences"] = self.scrambler.defences.active
+            pipeline["defences"] = self.scrambler.defences.active
+        return pipeline
+
+    @cached_property
+    def pair_cache(self) -> PairCache:
+        """The cache for this pipeline; built once, so its shards are read once per run."""
+        description = {"source": self.source.identity, **self.pipeline, "plaintext_baseline": self.plaintext_baseline}
         return PairCache(self.cache_dir, description)
 
     def prepare_cache(self, trainer: Trainer) -> None:

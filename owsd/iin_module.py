@@ -31,6 +31,8 @@ class IINModule(LightningModule):
         lr_decay: ExponentialLR factor per epoch.
         patience: epochs without a better validation loss before stopping.
         input_dim / num_classes / cloud_classes_known: taken from the data at setup; stored in checkpoints.
+        pipeline / classes: the data module's pipeline (key fingerprint, models, generator, cloud) and the
+            names of the IIN's classes, taken at setup; `owsd predict` checks the first and reports the second.
     """
 
     def __init__(
@@ -44,6 +46,8 @@ class IINModule(LightningModule):
         input_dim: int | None = None,
         num_classes: int | None = None,
         cloud_classes_known: bool = False,
+        pipeline: dict[str, Any] | None = None,
+        classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +69,8 @@ class IINModule(LightningModule):
         parts = iin_features({k: torch.zeros(1, d) for k, d in dims.items()}, self.iin_input)
         self.hparams.update(input_dim=parts.shape[1], num_classes=data.num_classes)
         self.hparams.cloud_classes_known = data.cloud_classes_known
+        self.hparams.pipeline = data.pipeline
+        self.hparams.classes = [data.source.classes[label] for label in data.split.labels]
         self._build()
 
     def _build(self) -> None:

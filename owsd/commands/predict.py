@@ -1,0 +1,119 @@
+"""`owsd predict --config CFG --ckpt_path CKPT --images PATH... --out DIR`: classify new private images.
+
+Each image is embedded, scrambled under the config's key and sent to its cloud (local or remote); the trained
+IIN turns (embedding, answer) into the top-k labels. Writes `DIR/predictions.csv` and `DIR/predictions.json`
+all at once; prints images/s, and the accuracy when the images sit in folders named after the IIN's classes.
+The checkpoint must have been trained for this key, encoders and cloud.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
+from owsd.data.sources import IMAGE_SUFFIXES, square_rgb
+from owsd.errors import ConfigError, DataError, KeyFileError
+from owsd.iin_module import IINModule
+from owsd.prediction import Predictor, check_pipeline
+
+log = logging.getLogger("owsd")
+
+
+def main(argv: list[str]) -> None:
+    parser = experiment_parser("owsd predict", __doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", type=Path, required=True, help="a checkpoint written by `owsd fit`")
+    parser.add_argument("--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)")
+    parser.add_argument("--top_k", type=int, default=5, help="labels written per image")
+    parser.add_argument("--batch_size", type=int, default=16, help="images embedded and sent together")
+    config, objects, _ = parse(parser, argv)
+    check_output_folder(config.out)
+    model = load_checkpoint(Path(config.ckpt_path))
+    data = objects.data
+    if not Path(data.scrambler.key_file).is_file():  # never a new key here: the IIN was trained for an existing one
+        raise KeyFileError(f"key file {data.scrambler.key_file} does not exist (data.scrambler.key_file)")
+    check_pipeline(model.hparams.get("pipeline"), data.pipeline, str(config.ckpt_path))
+    classes: list[str] = model.hparams["classes"]
+    files = image_files([Path(p) for p in config.images])
+    images = {path: load(path, data.image_size) for path in files}  # every file is readable before any is sent
+    predictor = Predictor(data, model)
+    rows, started = [], time.perf_counter()
+    with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
+        for start in range(0, len(files), config.batch_size):
+            batch = files[start : start + config.batch_size]
+            probabilities = predictor(torch.stack([images[p] for p in batch]), [str(p) for p in batch])
+            rows += [ranked(path, row, classes, config.top_k) for path, row in zip(batch, probabilities)]
+            bar.update(len(batch))
+    seconds = time.perf_counter() - started
+    write_folder(config.out, lambda folder: write_predictions(folder, rows))
+    print(summary(rows, seconds, predictor.sent))
+    log.info("wrote %s", config.out)
+
+
+def load_checkpoint(path: Path) -> IINModule:
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist")
+    try:
+        return IINModule.load_from_checkpoint(path, map_location="cpu")
+    except Exception as error:  # noqa: BLE001  (torch and Lightning raise many kinds for a foreign file)
+        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit`: {error}") from None
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files named, and those under the folders named, in a fixed order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"--images: {path} does not exist")
+    if not files:
+        raise DataError(f"--images: no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return files
+
+
+def load(path: Path, size: int) -> torch.Tensor:
+    try:
+        with Image.open(path) as image:
+            return square_rgb(image, size)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def ranked(path: Path, probabilities: torch.Tensor, classes: list[str], k: int) -> dict:
+    """One image's top-k labels; its true label when it sits in a folder named after one of the classes."""
+    top = probabilities.topk(min(k, len(classes)))
+    truth = path.parent.name if path.parent.name in classes else None
+    labels = [{"label": classes[i], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
+    return {"image": str(path), "true_label": truth, "top": labels}
+
+
+def write_predictions(folder: Path, rows: list[dict]) -> None:
+    (folder / "predictions.json").write_text(json.dumps(rows, indent=1))
+    with open(folder / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        k = max(len(row["top"]) for row in rows)
+        writer.writerow(["image", "true_label", *[f"{kind}_{r}" for r in range(1, k + 1) for kind in ("label", "p")]])
+        for row in rows:
+            ranks = [value for top in row["top"] for value in (top["label"], top["probability"])]
+            writer.writerow([row["image"], row["true_label"] or "", *ranks])
+
+
+def summary(rows: list[dict], seconds: float, sent: int) -> str:
+    lines = [f"{len(rows)} images in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s); {sent} sent"]
+    known = [row for row in rows if row["true_label"] is not None]
+    if known and len(known) == len(rows):
+        top1 = sum(row["top"][0]["label"] == row["true_label"] for row in known) / len(known)
+        top5 = sum(row["true_label"] in [t["label"] for t in row["top"][:5]] for row in known) / len(known)
+        lines.append(f"accuracy on {len(known)} labelled images: top-1 {top1:.3f}, top-5 {top5:.3f}")
+    return "\n".join(lines)

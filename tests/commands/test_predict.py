@@ -1,0 +1,66 @@
+"""`owsd predict` end to end on the CI config: the same answers as the IIN on the cached pairs, and refusals."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from owsd.cli import main
+from owsd.iin_module import IINModule
+from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[Path, Path]:
+    """The CI config fitted once: (its work folder, the best OWSD checkpoint)."""
+    workdir = tmp_path_factory.mktemp("predict")
+    main(tiny_args(workdir))
+    (checkpoint,) = (workdir / "runs").rglob("embedding+cloud-*.ckpt")
+    return workdir, checkpoint
+
+
+def predict_args(workdir: Path, checkpoint: Path, *images: Path, out: str = "predictions") -> list[str]:
+    config = tiny_args(workdir, subcommand="predict")[1:]
+    return ["predict", *config[:1], *config[1:], "--ckpt_path", str(checkpoint), "--images", *map(str, images),
+            "--out", str(workdir / out)]  # fmt: skip
+
+
+def test_predict_answers_as_the_iin_does_on_the_cached_test_pairs(fitted, capsys):
+    workdir, checkpoint = fitted
+    main(predict_args(workdir, checkpoint, TINY_IMAGES))
+    rows = json.loads((workdir / "predictions" / "predictions.json").read_text())
+    assert len(rows) == 20 and all(row["true_label"] == Path(row["image"]).parent.name for row in rows)
+    assert "20 images in" in capsys.readouterr().out
+    model = IINModule.load_from_checkpoint(checkpoint).eval()
+    pairs = torch.load(next((workdir / "cache").rglob("shard-*.pt")), weights_only=False)
+    ids = pairs["image_ids"]
+    with torch.no_grad():
+        cached = torch.softmax(model({"embedding": pairs["embedding"], "cloud": pairs["cloud"]}), 1)
+    by_image = {Path(row["image"]).relative_to(TINY_IMAGES).as_posix(): row for row in rows}
+    for image_id, probabilities in zip(ids, cached):
+        top = by_image[image_id]["top"][0]
+        assert top["label"] == model.hparams.classes[int(probabilities.argmax())]
+        assert top["probability"] == pytest.approx(float(probabilities.max()), abs=1e-4)
+
+
+def test_predict_refuses_another_key_a_missing_key_and_unreadable_images(fitted, tmp_path):
+    workdir, checkpoint = fitted
+    other = tmp_path / "other"
+    other.mkdir()
+    run_owsd(["keygen", str(other / "keys" / "test.key")])
+    (other / "cache").symlink_to(workdir / "cache")
+    result = run_owsd(predict_args(other, checkpoint, TINY_IMAGES))
+    assert result.returncode == 2 and "was trained for another key (data.scrambler.key_file)" in result.stderr
+    result = run_owsd(predict_args(tmp_path / "nokey", checkpoint, TINY_IMAGES))
+    assert result.returncode == 2 and "test.key does not exist" in result.stderr
+    assert not (tmp_path / "nokey" / "keys").exists()
+    broken = tmp_path / "images"
+    shutil.copytree(TINY_IMAGES, broken)
+    (broken / "cat" / "broken.png").write_bytes(b"not a png")
+    result = run_owsd(predict_args(workdir, checkpoint, broken, out="refused"))
+    assert result.returncode == 2 and "cannot read image" in result.stderr and "broken.png" in result.stderr
+    assert "Traceback" not in result.stderr and not (workdir / "refused").exists()
+    result = run_owsd(predict_args(workdir, checkpoint, tmp_path / "missing", out="refused"))
+    assert result.returncode == 2 and "missing does not exist" in result.stderr
