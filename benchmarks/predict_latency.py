@@ -26,8 +26,8 @@ def main(argv: list[str]) -> None:
     config, objects, _ = parse(parser, ["latency", "--out", "unused", *argv])
     data, model = objects.data, load_checkpoint(config.ckpt_path)
     check_pipeline(model.hparams.get("pipeline"), data.pipeline, str(config.ckpt_path))
-    predictor = Predictor(data, model)
     positions = data.split.test[: config.repeats]
+    predictor = Predictor(data, model, len(positions) + 1)
     images = [data.source.load(p, data.image_size)[None] for p in positions]
     predictor(images[0], ["warm-up"])  # first calls allocate; a served model is warm
     times = []

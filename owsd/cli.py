@@ -11,7 +11,8 @@ from owsd.errors import user_error
 
 # name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "keygen": ("keygen", "write a new 256-bit key file (mode 0600); refuses to overwrite"),
+    "key": ("key", "keys: `new PATH`, `rotate --config FILE` (retire the key for a new one), `list` (the ledger)"),
+    "keygen": ("key", "same as `owsd key new PATH`: write a new 256-bit key file (mode 0600)"),
     "fit": ("train", "fill the cache, train and test the IIN and each `compare` input, print the table"),
     "validate": ("train", "evaluate a trained IIN checkpoint on the validation split"),
     "test": ("train", "evaluate a trained IIN checkpoint on the test split"),
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "classify new images with a trained IIN: scramble, ask the cloud, write top-k CSV/JSON"),
     "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
     "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
+    "serve-cloud": ("serve_cloud", "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud"),
 }
 
 

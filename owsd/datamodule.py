@@ -12,9 +12,10 @@ import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from owsd.components.cloud import Cloud, InProcessCloud
+from owsd.components.cloud import Cloud, CloudClient, InProcessCloud
 from owsd.components.encoder import Encoder
 from owsd.components.key import Key, load_key, save_key
+from owsd.components.ledger import KeyLedger, configured_budget
 from owsd.components.scrambler import Scrambler, ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import CachedRows, PairCache
@@ -133,6 +134,11 @@ class OWSDDataModule(LightningDataModule):
         return len(self.split.labels)
 
     @property
+    def class_names(self) -> list[str]:
+        """Names of the IIN's classes, in its output order."""
+        return [self.source.classes[label] for label in self.split.labels]
+
+    @property
     def cloud_classes_known(self) -> bool:
         """Whether IIN class i is the cloud's class i, so agreement with the cloud can be measured."""
         return self.source.labels_are_cloud_classes and self.split.labels == list(range(len(self.source.classes)))
@@ -143,6 +149,19 @@ class OWSDDataModule(LightningDataModule):
             save_key(Key.generate(), key_file)
             log.info("created key file %s", key_file)
         return load_key(key_file)
+
+    def open_cloud(self, command: str, upcoming: int = 0) -> CloudClient:
+        """The cloud client with the key ledger attached: every batch it sends is recorded, and refused
+        beyond the key's budget, before it goes out. `upcoming`, the most scrambled images this `command`
+        may send, is checked against the budget first, so a run that cannot finish never starts."""
+        key, key_file = self.key(), Path(self.scrambler.key_file)
+        budget = configured_budget(self.scrambler.key_budget, self.scrambler.key_budget_file)
+        ledger = KeyLedger(self.scrambler.ledger_file, command)
+        ledger.register(key.fingerprint, key_file.resolve(), key_file.stat().st_mtime, budget)
+        ledger.check(key.fingerprint, upcoming)
+        client = self.cloud.open()
+        client.ledger = ledger
+        return client
 
     def scramblers(
         self, key: Key, embedding_dims: list[int], settings: ScramblerSettings | None = None
@@ -189,10 +208,11 @@ class OWSDDataModule(LightningDataModule):
         )
         if not todo:
             return
+        cloud = self.open_cloud("precompute", upcoming=sum(map(len, todo)) * len(self.encoders))
         cache.prepare()
         encoders = [Encoder(spec) for spec in self.encoders]
         scramblers = self.scramblers(self.key(), [encoder.embedding_dim for encoder in encoders])
-        module = PrecomputeModule(encoders, scramblers, self.cloud.open(), cache, self.plaintext_baseline)
+        module = PrecomputeModule(encoders, scramblers, cloud, cache, self.plaintext_baseline)
         loader = DataLoader(
             SourceBatches(self.source, todo, self.image_size), batch_size=None, num_workers=self.num_workers
         )

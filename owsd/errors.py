@@ -25,6 +25,14 @@ class CloudResponseError(OWSDError):
     """The cloud answered with something that is not a batch of probability vectors."""
 
 
+class KeyBudgetError(OWSDError):
+    """Sending would take a key beyond its budget of exposed images, or the key is retired."""
+
+
+class CloudUnavailableError(OWSDError):
+    """A remote cloud did not answer, or kept failing, after every retry."""
+
+
 def user_error(error: BaseException) -> OWSDError | None:
     """The `OWSDError` behind `error`, if any: libraries (jsonargparse, Lightning) wrap the errors our classes
     raise while they build them, and the user should see ours, not the wrapper's traceback."""

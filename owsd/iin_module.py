@@ -69,8 +69,7 @@ class IINModule(LightningModule):
         parts = iin_features({k: torch.zeros(1, d) for k, d in dims.items()}, self.iin_input)
         self.hparams.update(input_dim=parts.shape[1], num_classes=data.num_classes)
         self.hparams.cloud_classes_known = data.cloud_classes_known
-        self.hparams.pipeline = data.pipeline
-        self.hparams.classes = [data.source.classes[label] for label in data.split.labels]
+        self.hparams.pipeline, self.hparams.classes = data.pipeline, data.class_names
         self._build()
 
     def _build(self) -> None:

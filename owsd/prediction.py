@@ -38,9 +38,10 @@ def check_pipeline(trained: dict[str, Any] | None, current: dict[str, Any], chec
 
 
 class Predictor:
-    """Probabilities over the IIN's classes for batches of new uint8 images (N×3×S×S at `data.image_size`)."""
+    """Probabilities over the IIN's classes for batches of new uint8 images (N×3×S×S at `data.image_size`);
+    `images` is how many will be sent, checked against the key's budget before the first is."""
 
-    def __init__(self, data: OWSDDataModule, model: IINModule) -> None:
+    def __init__(self, data: OWSDDataModule, model: IINModule, images: int) -> None:
         if model.iin_input == "embedding+plaintext_cloud":
             raise ConfigError("an IIN on the plaintext cloud is an evaluation bound: plaintext never goes to a cloud")
         if data.scrambler.defences.rotate_every is not None:
@@ -49,7 +50,8 @@ class Predictor:
         self.encoders = [Encoder(spec) for spec in data.encoders]
         self.uses_cloud = "cloud" in model.iin_input.split("+")
         self.scramblers = data.scramblers(data.key(), [encoder.embedding_dim for encoder in self.encoders])
-        self.cloud = data.cloud.open() if self.uses_cloud else None  # an embedding-only IIN sends nothing
+        # An embedding-only IIN sends nothing; otherwise every image sent is in the key's ledger, within budget.
+        self.cloud = data.open_cloud("predict", upcoming=images * len(self.encoders)) if self.uses_cloud else None
         self.sent = 0
 
     @torch.inference_mode()

@@ -28,6 +28,8 @@ def tiny_args(workdir: Path, *overrides: str, subcommand: str = "fit") -> list[s
         str(workdir / "cache"),
         "--data.scrambler.key_file",
         str(workdir / "keys" / "test.key"),
+        "--data.scrambler.ledger_file",
+        str(workdir / "ledger.sqlite"),
         "--trainer.default_root_dir",
         str(workdir / "runs"),
         *overrides,

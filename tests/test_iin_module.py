@@ -31,6 +31,7 @@ class Pairs(LightningDataModule):
         self.pairs = CachedPairs(rows, {label: label for label in range(CLASSES)})
         self.feature_dims = {"embedding": 8, "cloud": CLASSES, "plaintext_cloud": CLASSES}
         self.num_classes, self.cloud_classes_known = CLASSES, cloud_classes_known
+        self.pipeline, self.class_names = {"key_fingerprint": "test"}, [str(label) for label in range(CLASSES)]
 
     def train_dataloader(self):
         return torch.utils.data.DataLoader(self.pairs, batch_size=32, shuffle=True)

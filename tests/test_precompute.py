@@ -11,6 +11,7 @@ from owsd.cli import main
 from owsd.components.encoder import Encoder
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import load_key
+from owsd.components.ledger import KeyLedger, KeyRecord
 from owsd.components.timm_models import ModelSpec
 from owsd.data.sources import ImageFolderSource
 from tests import helpers
@@ -26,6 +27,15 @@ def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
         for row, image_id in enumerate(shard["image_ids"]):
             rows.setdefault(image_id, {k: v[row] for k, v in shard.items() if k != "image_ids"})
     return rows
+
+
+def shared_ledger(workdir) -> list[str]:
+    """One ledger for runs in sub-folders of `workdir`, as for runs of one organisation."""
+    return ["--data.scrambler.ledger_file", str(workdir / "ledger.sqlite")]
+
+
+def ledger_keys(workdir) -> list[KeyRecord]:
+    return KeyLedger(workdir / "ledger.sqlite", "test").keys()  # where tiny_args puts it
 
 
 def assert_same_cache(first, second):
@@ -48,7 +58,7 @@ def test_cache_hit_builds_no_model_and_reuses_rows_across_label_subsets(workdir,
 def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
     slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet"]
     slow += ["--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.5"]
-    args = tiny_args(workdir / "resumed", *slow, "--trainer.max_epochs", "1")
+    args = tiny_args(workdir / "resumed", *slow, "--trainer.max_epochs", "1", *shared_ledger(workdir))
     process = owsd_process(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((workdir / "resumed" / "cache").rglob("shard-*.pt")) and time.monotonic() < deadline:
@@ -57,7 +67,10 @@ def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
     process.wait()
     partial = len(cached(workdir / "resumed"))
     assert 0 < partial < 20, "the kill landed mid-way"
+    (recorded,) = [key.exposed for key in ledger_keys(workdir)]
+    assert partial <= recorded <= partial + 8, "the ledger over-counts only the batch in flight"
     assert run_owsd(args).returncode == 0
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, recorded - partial)]
     same_key = ["--data.scrambler.key_file", str(workdir / "resumed" / "keys" / "test.key")]
     same_cloud = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet"]
     same_cloud += ["--data.cloud.init_args.weights", "random"]  # what SlowLocalCloud answers, at full speed
@@ -70,13 +83,15 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
     # One BLAS thread per process in both runs: a different thread count alone may change the last float bit.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1"]
-    two = run_owsd(tiny_args(workdir / "two", *ddp), cwd=workdir)
+    two = run_owsd(tiny_args(workdir / "two", *ddp, *shared_ledger(workdir)), cwd=workdir)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 1 precomputed" in two.stderr and "rank 0 precomputed" in two.stderr
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 0)], "both ranks recorded"
     same_key = ["--data.scrambler.key_file", str(workdir / "two" / "keys" / "test.key")]
-    one = run_owsd(tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1"), cwd=workdir)
+    one = run_owsd(tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1", *shared_ledger(workdir)), cwd=workdir)
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 20)], "the same bytes: resends"
 
 
 SPY_CLOUD = [
@@ -119,3 +134,6 @@ def test_an_encoder_ensemble_sends_each_embedding_under_its_own_subkey(workdir):
     first, second = torch.cat(helpers.RECEIVED[0::2]), torch.cat(helpers.RECEIVED[1::2])
     assert len(first) == len(second) == 20
     assert (first != second).float().mean() > 0.9
+    # The ledger counts every scrambled image sent against the configured key file's (root) fingerprint.
+    fingerprint = load_key(workdir / "keys" / "test.key").fingerprint
+    assert [(key.fingerprint, key.exposed) for key in ledger_keys(workdir)] == [(fingerprint, 40)]

@@ -59,7 +59,7 @@ def analyse(data: OWSDDataModule, material: Material, settings: AnalysisSettings
 
 def pca_labels(data: OWSDDataModule, settings: AnalysisSettings) -> dict[int, str]:
     """IIN class → name of the two labels of the PCA plot (checked before any work is done)."""
-    names = [data.source.classes[label] for label in data.split.labels]
+    names = data.class_names
     chosen = settings.pca_labels or names[:2]
     if len(chosen) != 2 or len(set(chosen)) != 2 or any(name not in names for name in chosen):
         raise ConfigError(f"analysis.pca_labels={chosen} must name two of the data's labels {names[:20]}")

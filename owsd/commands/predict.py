@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     classes: list[str] = model.hparams["classes"]
     files = image_files([Path(p) for p in config.images])
     images = {path: load(path, data.image_size) for path in files}  # every file is readable before any is sent
-    predictor = Predictor(data, model)
+    predictor = Predictor(data, model, len(files))
     rows, started = [], time.perf_counter()
     with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
         for start in range(0, len(files), config.batch_size):

@@ -41,9 +41,9 @@ def quiet_trainer_defaults() -> dict[str, Any]:
     return {"enable_progress_bar": interactive, "enable_model_summary": interactive}
 
 
-def experiment_parser(prog: str, description: str) -> LightningArgumentParser:
+def experiment_parser(prog: str, description: str, out: bool = True) -> LightningArgumentParser:
     """A parser that reads the same YAML as `owsd fit` (trainer, model, data, compare, seed_everything)
-    and adds `--out`; the command adds its own section."""
+    and adds `--out` (unless `out` is false); the command adds its own section."""
     parser = OWSDArgumentParser(prog=prog, description=description)
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="the experiment's YAML, as for `owsd fit`")
     parser.add_argument("--seed_everything", type=int | bool, default=0, help="seed of the IINs trained here")
@@ -53,7 +53,8 @@ def experiment_parser(prog: str, description: str) -> LightningArgumentParser:
     parser.add_lightning_class_args(OWSDDataModule, "data")
     parser.add_argument("--compare", type=list[IINInput], default=[], help="read from fit configs; unused here")
     add_sections(parser)
-    parser.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the results")
+    if out:
+        parser.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the results")
     return parser
 
 

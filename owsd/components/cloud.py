@@ -13,13 +13,20 @@ import torch
 from torch import nn
 
 from owsd.components.generator import ScrambledImages
+from owsd.components.ledger import KeyLedger, image_digests
 from owsd.components.preprocess import Preprocess
 from owsd.components.timm_models import HF_HUB_PREFIX, HUB, PYPI, ModelSpec
 from owsd.errors import CloudResponseError
 
 
 class CloudClient(nn.Module, ABC):
-    """An open connection to a cloud: scrambled images in, checked probability vectors out."""
+    """An open connection to a cloud: scrambled images in, checked probability vectors out.
+
+    `forward` is the one way images leave: with a `ledger` attached, each batch is recorded (and refused
+    beyond its key's budget) before `_classify` sends it.
+    """
+
+    ledger: KeyLedger | None = None
 
     def __init__(self, cloud_id: str) -> None:
         super().__init__()
@@ -35,6 +42,8 @@ class CloudClient(nn.Module, ABC):
                 "a cloud accepts only ScrambledImages from a keyed generator; "
                 f"got {type(images).__name__} (plaintext evaluation goes through an in-process cloud only)"
             )
+        if self.ledger is not None:
+            self.ledger.record(images.key_fingerprint, image_digests(images.pixels), images.image_ids)
         return check_probabilities(self._classify(images.pixels), len(images.pixels), self.cloud_id)
 
 

@@ -21,10 +21,15 @@ _UNIFORM_BITS = 24
 
 @dataclass(frozen=True)
 class ScrambledImages:
-    """uint8 N×3×H×W images that came out of a keyed generator: the only thing a cloud accepts."""
+    """uint8 N×3×H×W images that came out of a keyed generator: the only thing a cloud accepts.
+
+    `key_fingerprint` names the key file they were made with (a `Scrambler`'s root key, whatever subkey each
+    encoder or rotation uses), so the key ledger counts them against that key; `image_ids` name them in it.
+    """
 
     pixels: torch.Tensor
     key_fingerprint: str
+    image_ids: tuple[str, ...] | None = None
 
 
 class ScramblingGenerator(nn.Module):

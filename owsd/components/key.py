@@ -85,7 +85,7 @@ def load_key(path: Path) -> Key:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise KeyFileError(f"key file {path} does not exist; create one with `owsd keygen {path}`") from None
+        raise KeyFileError(f"key file {path} does not exist; create one with `owsd key new {path}`") from None
     if not stat.S_ISREG(mode):
         raise KeyFileError(f"key file {path} is not a regular file")
     if mode & 0o077:

@@ -24,6 +24,7 @@ from torch import nn
 
 from owsd.components.generator import ScrambledImages, ScramblingGenerator
 from owsd.components.key import Key
+from owsd.components.ledger import DEFAULT_LEDGER
 from owsd.errors import ConfigError
 
 
@@ -65,10 +66,13 @@ class ScramblerSettings:
 
     Args:
         key_file: the secret key (32 bytes, mode 0600); only its path ever appears in a config.
-        create_key: create `key_file` if it does not exist (for demos; otherwise use `owsd keygen`).
+        create_key: create `key_file` if it does not exist (for demos; otherwise use `owsd key new`).
         size: side of the scrambled images sent to the cloud (256 in the paper).
         channels: channels of the generator's first feature map.
         defences: see `Defences`.
+        ledger_file: the key ledger (SQLite): every scrambled image sent, per key fingerprint.
+        key_budget: images the cloud may see under one key; beyond it nothing is sent (None: no limit).
+        key_budget_file: instead of `key_budget`, the T1 budget of a `key_budget.json` from `owsd attack`.
     """
 
     key_file: Path
@@ -76,6 +80,15 @@ class ScramblerSettings:
     size: int = 256
     channels: int = 512
     defences: Defences = Defences()
+    ledger_file: Path = DEFAULT_LEDGER
+    key_budget: int | None = None
+    key_budget_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.key_budget is not None and self.key_budget_file is not None:
+            raise ConfigError("give data.scrambler.key_budget or data.scrambler.key_budget_file, not both")
+        if self.key_budget is not None and self.key_budget < 0:
+            raise ConfigError(f"data.scrambler.key_budget={self.key_budget} must be ≥ 0")
 
 
 class Scrambler(nn.Module):
@@ -144,5 +157,4 @@ class Scrambler(nn.Module):
         for rotation in sorted(set(rotations)):
             rows = [i for i, r in enumerate(rotations) if r == rotation]
             pixels[rows] = self.generator(rotation).to_pixels(z[rows])
-        fingerprint = self.key.fingerprint if not self.settings.defences.rotate_every else f"{self.key.fingerprint}+rot"
-        return ScrambledImages(pixels, fingerprint)
+        return ScrambledImages(pixels, self.key.fingerprint, tuple(image_ids))  # the key file's, for the ledger

@@ -142,7 +142,7 @@ class SeedRunner:
                 self.head, test["embedding"][:, :width], test["label"], data.split.labels
             )
         return {
-            "labels": [data.source.classes[label] for label in data.split.labels],
+            "labels": data.class_names,
             "images": {name: len(data.datasets[name]) for name in ("train", "val", "test")},
             "methods": methods,
         }

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from owsd.cli import main
+from owsd.components.ledger import KeyLedger
 from owsd.iin_module import IINModule
 from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
 
@@ -29,7 +30,11 @@ def predict_args(workdir: Path, checkpoint: Path, *images: Path, out: str = "pre
 
 def test_predict_answers_as_the_iin_does_on_the_cached_test_pairs(fitted, capsys):
     workdir, checkpoint = fitted
+    ledger = KeyLedger(workdir / "ledger.sqlite", "test")
+    before = ledger.keys()
     main(predict_args(workdir, checkpoint, TINY_IMAGES))
+    (after,) = ledger.keys()
+    assert (after.exposed + after.resends) - (before[0].exposed + before[0].resends) == 20  # every image sent
     rows = json.loads((workdir / "predictions" / "predictions.json").read_text())
     assert len(rows) == 20 and all(row["true_label"] == Path(row["image"]).parent.name for row in rows)
     assert "20 images in" in capsys.readouterr().out

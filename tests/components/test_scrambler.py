@@ -62,7 +62,10 @@ def test_rotation_deals_the_source_to_keys_in_blocks_in_a_keyed_order(embeddings
         or scrambler(Key.generate(), rotate_every=3).rotation_of(list(range(12))) != rotations
     )
     same = embeddings[:1].repeat(12, 1)
-    sent = rotating.scramble(same, [str(i) for i in range(12)], list(range(12))).pixels
+    scrambled = rotating.scramble(same, [str(i) for i in range(12)], list(range(12)))
+    assert scrambled.key_fingerprint == key.fingerprint, "the ledger counts them against the key file"
+    assert scrambled.image_ids == tuple(str(i) for i in range(12))
+    sent = scrambled.pixels
     for a in range(12):
         for b in range(12):
             assert torch.equal(sent[a], sent[b]) == (rotations[a] == rotations[b]), "one key per block"

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from owsd.components.generator import ScrambledImages
+from owsd.components.timm_models import ModelSpec
+from owsd.datamodule import OWSDDataModule
+from owsd.errors import ConfigError
+from owsd.serving.client import RemoteCloud
+from owsd.serving.server import create_app
+from tests.conftest import REPO, owsd_process, run_owsd
+from tests.serving.conftest import MODEL, in_process, live_server
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    with live_server(create_app(served)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("binary", [None, False])
+def test_remote_cloud_answers_what_the_in_process_cloud_does(url, images, binary):
+    client = RemoteCloud(url, MODEL, batch_size=3, concurrency=2, binary=binary).open()
+    assert client.binary == (binary is None)  # `owsd serve-cloud` advertises binary tensors
+    assert (client.input_name, client.output_name, client.num_classes) == ("images", "probabilities", 1000)
+    probabilities = client(ScrambledImages(torch.from_numpy(images), "fingerprint"))
+    torch.testing.assert_close(probabilities, torch.from_numpy(in_process(images, 3)), atol=1e-6, rtol=0)
+
+
+def test_cloud_id_needs_no_network_and_plaintext_is_refused():
+    cloud = RemoteCloud("http://127.0.0.1:9/", "lite2")
+    assert cloud.cloud_id == "remote-http://127.0.0.1:9-lite2"
+    with pytest.raises(ConfigError, match="plaintext must never reach a remote cloud"):
+        OWSDDataModule(None, [ModelSpec(MODEL, "random")], cloud, None, plaintext_baseline=True)
+
+
+def test_auth_header_comes_from_the_environment_only(url, monkeypatch):
+    cloud = RemoteCloud(url, MODEL, auth_header="X-Api-Key", auth_env="OWSD_TEST_TOKEN")
+    with pytest.raises(ConfigError, match="OWSD_TEST_TOKEN is not set"):
+        cloud.open()
+    monkeypatch.setenv("OWSD_TEST_TOKEN", "secret")
+    assert cloud.open().http.headers["X-Api-Key"] == "secret"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"url": "127.0.0.1:8080"}, "http://"), ({"concurrency": 0}, "concurrency"), ({"timeout": 0}, "timeout")],
+)
+def test_bad_settings_are_config_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        RemoteCloud(**{"url": "http://h", "model": "m", **settings})
+
+
+def test_demo_remote_is_the_demo_with_its_cloud_behind_serve_cloud():
+    demo, remote = (
+        yaml.safe_load(Path(REPO, "lightning_configs", name).read_text()) for name in ("demo.yaml", "demo_remote.yaml")
+    )
+    cloud = remote["data"].pop("cloud")
+    assert cloud["class_path"] == "owsd.serving.client.RemoteCloud"
+    assert RemoteCloud(**cloud["init_args"]).cloud_id == "remote-http://127.0.0.1:8080-tf_efficientnet_lite2"
+    assert remote["data"].pop("plaintext_baseline") is False and remote.pop("compare") == ["embedding", "cloud"]
+    assert remote["trainer"].pop("default_root_dir") == "runs/demo_remote"
+    for section in (demo["data"], demo, demo["trainer"]):
+        section.pop("cloud", None), section.pop("plaintext_baseline", None), section.pop("compare", None)
+        section.pop("default_root_dir", None)
+    assert remote == demo
+
+
+def test_serve_cloud_logs_ready_serves_and_stops_on_ctrl_c():
+    args = ["serve-cloud", "--model", MODEL, "--weights", "random", "--name", "tiny", "--port", "0"]
+    with owsd_process(args, stderr=subprocess.PIPE) as process:
+        line = process.stderr.readline()
+        match = re.fullmatch(r"serving tiny on (http://127\.0\.0\.1:\d+)\n", line)
+        assert match, line
+        client = RemoteCloud(match[1], "tiny").open()
+        assert client(ScrambledImages(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "f")).shape == (2, 1000)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+        assert process.stderr.read() == "stopped serving tiny\n"
+
+
+def test_serve_cloud_busy_port_is_one_line(url):
+    result = run_owsd(["serve-cloud", "--model", MODEL, "--weights", "random", "--port", url.rsplit(":", 1)[1]])
+    assert result.returncode == 2 and result.stderr.startswith("owsd: error: cannot listen on 127.0.0.1:")
+    assert "serve-cloud" in run_owsd(["--help"]).stdout
