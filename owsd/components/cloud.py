@@ -27,6 +27,7 @@ class CloudClient(nn.Module, ABC):
     """
 
     ledger: KeyLedger | None = None
+    _sending: str = ""  # the key fingerprint of the batch `forward` is sending
 
     def __init__(self, cloud_id: str) -> None:
         super().__init__()
@@ -44,7 +45,13 @@ class CloudClient(nn.Module, ABC):
             )
         if self.ledger is not None:
             self.ledger.record(images.key_fingerprint, image_digests(images.pixels), images.image_ids)
+        self._sending = images.key_fingerprint
         return check_probabilities(self._classify(images.pixels), len(images.pixels), self.cloud_id)
+
+    def record_resend(self, pixels: torch.Tensor) -> None:
+        """A retry sends these bytes of the current batch again: the ledger counts them as resends."""
+        if self.ledger is not None:
+            self.ledger.record(self._sending, image_digests(pixels))
 
 
 class Cloud(ABC):

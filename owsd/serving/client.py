@@ -3,13 +3,15 @@
 Only scrambled uint8 images ever reach it (it is not an `InProcessCloud`, so the plaintext baseline is refused).
 Requests are retried with exponential backoff and full jitter on what a retry can fix (connection errors,
 timeouts, 429, 503, and 500 if asked), never on a rejected request (400, 422); a batch that got its answer is
-never sent again.
+never sent again. A `Retry-After` header (seconds) on 429 or 503 sets the wait, up to `max_backoff`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -39,6 +41,7 @@ class RemoteCloud(Cloud):
         concurrency: requests in flight at once.
         retries: further attempts after a retryable failure.
         backoff: seconds of the first retry's wait ceiling, doubling per attempt up to `max_backoff`.
+        max_backoff: the longest wait before a retry, also when a 429 or 503 asks for longer with `Retry-After`.
         retry_on_500: also retry HTTP 500 (a server that fails transiently); off since a 500 may be permanent.
         binary: use binary tensors; by default when the server's metadata lists `binary_tensor_data`.
         trained_on: dataset splits the remote model was trained on, if known (see `Cloud.trained_on`).
@@ -106,10 +109,10 @@ class RemoteCloudClient(CloudClient):
         self.retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(self._retryable),
             stop=tenacity.stop_after_attempt(cloud.retries + 1),
-            wait=tenacity.wait_random_exponential(multiplier=cloud.backoff, max=cloud.max_backoff),
-            before_sleep=self._log_retry,
+            wait=self._wait,
             reraise=True,
         )
+        self._backoff = tenacity.wait_random_exponential(multiplier=cloud.backoff, max=cloud.max_backoff)
         metadata = self._json(self._request("GET", f"/v2/models/{cloud.model}"))
         self.input_name = cloud.input_name or self._only(metadata, "inputs")
         self.output_name = cloud.output_name or self._only(metadata, "outputs")
@@ -137,7 +140,11 @@ class RemoteCloudClient(CloudClient):
             "outputs": [{"name": self.output_name, "parameters": {"binary_data": self.binary}}],
         }
         body, headers = encode(fields, "inputs", [Tensor(self.input_name, pixels, self.binary)])
-        response = self._request("POST", f"/v2/models/{self.cloud.model}/infer", content=body, headers=headers)
+        infer = f"/v2/models/{self.cloud.model}/infer"
+        # A retried request may have reached the server before its answer was lost: count it as a resend.
+        response = self._request(
+            "POST", infer, lambda: self.record_resend(torch.from_numpy(pixels)), content=body, headers=headers
+        )
         try:
             outputs = decode(response.content, response.headers.get(HEADER_LENGTH), "outputs").tensors
         except ProtocolError as error:
@@ -155,10 +162,17 @@ class RemoteCloudClient(CloudClient):
             raise self._bad_answer(f"has output shape {list(probabilities.shape)}, expected {list(expected)}")
         return probabilities.astype(np.float32)
 
-    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """A response with status 200, after the retries the settings allow; anything else is one clear error."""
-        try:
-            response = self.retrying.copy()(self._attempt, method, path, **kwargs)  # a copy per call: threads
+    def _request(self, method: str, path: str, on_retry: Callable[[], None] | None = None, **kwargs) -> httpx.Response:
+        """A response with status 200, after the retries the settings allow; anything else is one clear error.
+        `on_retry` runs before each retry."""
+
+        def before_retry(state: tenacity.RetryCallState) -> None:
+            self._log_retry(state)
+            if on_retry is not None:
+                on_retry()
+
+        try:  # a copy per call: threads
+            response = self.retrying.copy(before_sleep=before_retry)(self._attempt, method, path, **kwargs)
         except (httpx.TransportError, _Retryable) as error:
             raise CloudUnavailableError(
                 f"cloud at {self.cloud.url} did not answer {method} {path} after {self.cloud.retries + 1} attempts: {_describe(error)}"
@@ -203,6 +217,15 @@ class RemoteCloudClient(CloudClient):
     def _bad_answer(self, what: str) -> CloudResponseError:
         return CloudResponseError(f"the answer of the cloud at {self.cloud.url} (model {self.cloud.model}) {what}")
 
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's `Retry-After` (in seconds, on 429 or 503) capped at `max_backoff`, else the jittered backoff."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Retryable) and error.response.status_code in (429, 503):
+            seconds = _retry_after(error.response)
+            if seconds is not None:
+                return min(seconds, self.cloud.max_backoff)
+        return self._backoff(state)
+
     def _retryable(self, error: BaseException) -> bool:
         return isinstance(error, (httpx.TransportError, _Retryable))
 
@@ -223,6 +246,15 @@ class _Retryable(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(_describe_response(response))
         self.response = response
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A `Retry-After` header's delay in seconds; None when absent or not a number (an HTTP date is ignored)."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _describe(error: BaseException) -> str:

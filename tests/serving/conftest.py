@@ -19,9 +19,17 @@ from owsd.serving.server import ServedModel
 MODEL = "test_efficientnet"  # a tiny timm classifier, random weights
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny ops on a shared 2-core machine (DEVELOPERS.md); restored after, as other tests compare floats."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def served() -> ServedModel:
-    torch.set_num_threads(1)  # tiny ops on a shared 2-core machine (DEVELOPERS.md)
     return ServedModel.load(MODEL, "random", max_batch=8)
 
 

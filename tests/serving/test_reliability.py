@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
+import time
 from collections import Counter
 
 import numpy as np
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from owsd.components.generator import ScrambledImages
+from owsd.components.ledger import KeyLedger
 from owsd.errors import CloudResponseError, CloudUnavailableError
 from owsd.serving.client import RemoteCloud
 from owsd.serving.protocol import HEADER_LENGTH, Tensor, decode, encode
@@ -43,8 +46,10 @@ class FaultyServer:
         self.requests.append(fault)
         body = await request.body()
         pixels = decode(body, request.headers.get(HEADER_LENGTH), "inputs").tensors[0].array
-        if fault in ("500", "429", "503"):
-            return JSONResponse({"error": f"injected {fault}"}, status_code=int(fault))
+        status, _, retry_after = fault.partition(":")  # "429:0.3": a 429 with `Retry-After: 0.3`
+        if status in ("500", "429", "503"):
+            headers = {"Retry-After": retry_after} if retry_after else None
+            return JSONResponse({"error": f"injected {status}"}, status_code=int(status), headers=headers)
         if fault == "400":
             return JSONResponse({"error": "injected 400"}, status_code=400)
         if fault == "malformed":
@@ -77,9 +82,10 @@ def scripted(faulty):
     return faulty
 
 
-def classify(url: str, images: np.ndarray, **settings) -> torch.Tensor:
+def classify(url: str, images: np.ndarray, ledger: KeyLedger | None = None, **settings) -> torch.Tensor:
     settings = {"batch_size": 4, "concurrency": 2, "retries": 3, "backoff": 0.01, "max_backoff": 0.05, **settings}
     client = RemoteCloud(url, MODEL, timeout=TIMEOUT, **settings).open()
+    client.ledger = ledger
     return client(ScrambledImages(torch.from_numpy(images), "fingerprint"))
 
 
@@ -87,15 +93,37 @@ def classify(url: str, images: np.ndarray, **settings) -> torch.Tensor:
     ("schedule", "settings"),
     [(["503", "429", "503"], {}), (["slow"], {}), (["500", "500"], {"retry_on_500": True})],
 )
-def test_transient_faults_end_in_the_right_answer_sent_once(scripted, images, schedule, settings, caplog):
+def test_transient_faults_end_in_the_right_answer_sent_once(scripted, images, schedule, settings, caplog, tmp_path):
     scripted.schedule = list(schedule)
+    ledger = KeyLedger(tmp_path / "ledger.sqlite", "test")
     with caplog.at_level(logging.WARNING, logger="owsd.serving.client"):
-        probabilities = classify(scripted.url, images, **settings)
+        probabilities = classify(scripted.url, images, ledger, **settings)
+    (key,) = ledger.keys()  # each retried request resends a batch of 4 the cloud may have seen: resends
+    assert (key.exposed, key.resends) == (len(images), 4 * len(schedule))
     torch.testing.assert_close(probabilities, torch.from_numpy(in_process(images, 4)), atol=1e-6, rtol=0)
     assert len(scripted.requests) == 3 + len(schedule)  # 3 batches, one more request per fault
     assert sorted(scripted.answered.values()) == [1, 1, 1]
     retries = [r.getMessage() for r in caplog.records]
     assert len(retries) == len(schedule) and all(scripted.url in line and "retry" in line for line in retries)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "waits"),
+    [(["429:0.3", "503:0"], [0.3, 0.0]), (["503:100"], [0.5]), (["429:soon", "429:-1"], None)],
+)
+def test_retry_after_sets_the_wait_up_to_max_backoff(scripted, images, schedule, waits, caplog):
+    scripted.schedule = list(schedule)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="owsd.serving.client"):
+        probabilities = classify(scripted.url, images[:4], backoff=0.01, max_backoff=0.5)
+    elapsed = time.monotonic() - start
+    torch.testing.assert_close(probabilities, torch.from_numpy(in_process(images[:4], 4)), atol=1e-6, rtol=0)
+    logged = [float(re.search(r" in ([\d.]+) s$", r.getMessage())[1]) for r in caplog.records]
+    if waits is None:  # not a number of seconds: the jittered backoff, at most 0.01 then 0.02 s
+        assert len(logged) == 2 and all(wait <= 0.02 for wait in logged)
+    else:
+        assert logged == waits and elapsed >= sum(waits)
+    assert len(scripted.requests) == 1 + len(schedule) and sorted(scripted.answered.values()) == [1]
 
 
 def test_a_server_down_at_start_is_waited_for(served, images):
