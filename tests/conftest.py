@@ -52,3 +52,17 @@ def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.Comp
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_ledger_untouched():
+    """No test may record exposures in the repository's own key ledger (the default `.owsd/ledger.sqlite`)."""
+    ledger = REPO / ".owsd" / "ledger.sqlite"
+
+    def state() -> list[tuple[int, int] | None]:
+        files = (ledger, ledger.with_name(f"{ledger.name}-wal"))  # WAL mode writes beside the file first
+        return [(path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None for path in files]
+
+    before = state()
+    yield
+    assert state() == before, f"a test wrote to {ledger}: give it --data.scrambler.ledger_file in its own folder"

@@ -24,6 +24,7 @@ def tiny_trial_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         f"--config={REPO / 'lightning_configs' / 'loggers' / 'wandb.yaml'}",
         f"--data.cache_dir={shared / 'cache'}",
         f"--data.scrambler.key_file={shared / 'keys' / 'tiny.key'}",
+        f"--data.scrambler.ledger_file={shared / 'ledger.sqlite'}",  # never the repository's own ledger
         "--data.split.images_per_label=100",
         "--data.split.val_fraction=0.1",
     ]
