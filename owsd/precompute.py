@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,28 @@ from owsd.data.cache import PairCache
 from owsd.data.sources import ImageSource
 
 log = logging.getLogger(__name__)
+
+
+def embed_and_ask(
+    encoders: Sequence[Encoder],
+    scramblers: Sequence[Scrambler],
+    cloud: CloudClient | None,
+    images: torch.Tensor,
+    image_ids: list[str],
+    positions: list[int],
+) -> dict[str, torch.Tensor]:
+    """The IIN's inputs for a batch: every encoder's embedding and, with a cloud, its answer for the embedding
+    scrambled under that encoder's subkey (each concatenated in encoder order)."""
+    embeddings, vectors = [], []
+    for encoder, scrambler in zip(encoders, scramblers):
+        embedding = encoder(images)
+        embeddings.append(embedding)
+        if cloud is not None:
+            vectors.append(cloud(scrambler.scramble(embedding, image_ids, positions)))
+    rows = {"embedding": torch.cat(embeddings, 1)}
+    if vectors:
+        rows["cloud"] = torch.cat(vectors, 1)
+    return rows
 
 
 class SourceBatches(Dataset):
@@ -73,12 +96,7 @@ class PrecomputeModule(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images = batch["image"]
-        embeddings, vectors = [], []
-        for encoder, scrambler in zip(self.encoders, self.scramblers):
-            embedding = encoder(images)
-            embeddings.append(embedding)
-            vectors.append(self.cloud(scrambler.scramble(embedding, batch["image_id"], batch["position"])))
-        rows = {"embedding": torch.cat(embeddings, 1), "cloud": torch.cat(vectors, 1)}
+        rows = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, batch["image_id"], batch["position"])
         if self.plaintext_baseline:
             rows["plaintext_cloud"] = self.cloud.classify_plaintext(images)
         return rows

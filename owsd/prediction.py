@@ -14,6 +14,7 @@ from owsd.components.encoder import Encoder
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
 from owsd.iin_module import IINModule
+from owsd.precompute import embed_and_ask
 
 WHAT_DIFFERS = {
     "key_fingerprint": "key (data.scrambler.key_file)",
@@ -56,14 +57,6 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, image_ids: list[str]) -> torch.Tensor:
-        embeddings, vectors = [], []
-        for encoder, scrambler in zip(self.encoders, self.scramblers):
-            embedding = encoder(images)
-            embeddings.append(embedding)
-            if self.cloud is not None:
-                vectors.append(self.cloud(scrambler.scramble(embedding, image_ids, [0] * len(image_ids))))
-                self.sent += len(image_ids)
-        batch = {"embedding": torch.cat(embeddings, 1)}
-        if vectors:
-            batch["cloud"] = torch.cat(vectors, 1)
+        batch = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, image_ids, [0] * len(image_ids))
+        self.sent += len(image_ids) * len(self.encoders) if self.cloud is not None else 0
         return torch.softmax(self.model(batch), dim=1)
