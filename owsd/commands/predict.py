@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
-from owsd.data.sources import IMAGE_SUFFIXES, square_rgb
+from owsd.data.sources import IMAGE_SUFFIXES, load_image
 from owsd.errors import ConfigError, DataError, KeyFileError
 from owsd.iin_module import IINModule
 from owsd.prediction import Predictor, check_pipeline
@@ -31,7 +30,9 @@ log = logging.getLogger("owsd")
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd predict", __doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", type=Path, required=True, help="a checkpoint written by `owsd fit`")
-    parser.add_argument("--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)")
+    parser.add_argument(
+        "--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)"
+    )
     parser.add_argument("--top_k", type=int, default=5, help="labels written per image")
     parser.add_argument("--batch_size", type=int, default=16, help="images embedded and sent together")
     config, objects, _ = parse(parser, argv)
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> None:
     check_pipeline(model.hparams.get("pipeline"), data.pipeline, str(config.ckpt_path))
     classes: list[str] = model.hparams["classes"]
     files = image_files([Path(p) for p in config.images])
-    images = {path: load(path, data.image_size) for path in files}  # every file is readable before any is sent
+    images = {path: load_image(path, data.image_size) for path in files}  # every file is readable before any is sent
     predictor = Predictor(data, model, len(files))
     rows, started = [], time.perf_counter()
     with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
@@ -80,14 +81,6 @@ def image_files(paths: list[Path]) -> list[Path]:
     if not files:
         raise DataError(f"--images: no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
     return files
-
-
-def load(path: Path, size: int) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            return square_rgb(image, size)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
 
 
 def ranked(path: Path, probabilities: torch.Tensor, classes: list[str], k: int) -> dict:

@@ -8,9 +8,6 @@ folder for the new one in one step (as when regenerating `results/`).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from owsd.commands.settings import OWSDArgumentParser, write_folder
@@ -32,22 +29,5 @@ def main(argv: list[str]) -> None:
     def write(folder: Path) -> None:
         (folder / "README.md").write_text(build_report(runs, folder))
 
-    if config.replace and out.is_dir() and any(out.iterdir()):
-        replace_folder(out, write)
-    else:
-        write_folder(out, write)
+    write_folder(out, write, replace=config.replace)
     log.info("wrote %s", out / "README.md")
-
-
-def replace_folder(out: Path, write) -> None:
-    """Write a new folder beside `out`, then swap it in: the old report stays until the new one is complete."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    retired = out.with_name(f".{out.name}.old")
-    try:
-        write(staging)
-        staging.chmod(0o755)
-        os.replace(out, retired)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)

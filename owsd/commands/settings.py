@@ -85,14 +85,22 @@ def check_output_folder(out: Path) -> None:
         raise ConfigError(f"--out {out} already holds files (another run's results?); give a new or empty folder")
 
 
-def write_folder(out: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(folder)` on a temporary sibling, then move it into place: all results or none."""
-    check_output_folder(out)
+def write_folder(out: Path, write: Callable[[Path], None], replace: bool = False) -> None:
+    """Call `write(folder)` on a temporary sibling, then move it into place: all results or none.
+
+    With `replace`, an existing folder is swapped for the new one (kept until the new one is complete);
+    otherwise a folder holding files is refused."""
+    if not replace:
+        check_output_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    retired = out.with_name(f".{out.name}.old")
     try:
         write(staging)
         staging.chmod(0o755)
+        if replace and out.exists():
+            os.replace(out, retired)
         os.replace(staging, out)  # replaces an empty folder in one step
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)

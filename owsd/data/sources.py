@@ -32,6 +32,15 @@ def square_rgb(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """An image file as `square_rgb` at `size`; `DataError` naming the file if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return square_rgb(image, size)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
 class ImageSource(ABC):
     """A labelled image collection."""
 
@@ -115,12 +124,7 @@ class ImageFolderSource(ImageSource):
         return self._provenance
 
     def load(self, index: int, size: int) -> torch.Tensor:
-        path = self.root / self.items[index][0]
-        try:
-            with Image.open(path) as image:
-                return square_rgb(image, size)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(f"cannot read image {path}: {error}") from None
+        return load_image(self.root / self.items[index][0], size)
 
     def _location(self) -> dict[str, Any]:
         sizes = hashlib.sha256(repr([(self.root / i).stat().st_size for i, _ in self.items]).encode())
