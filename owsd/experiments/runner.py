@@ -122,6 +122,8 @@ class SeedRunner:
             except Exception as error:  # noqa: BLE001  (a crashed repetition is reported, not averaged away)
                 log.warning("run %d failed: %s: %s", number, type(error).__name__, error)
                 record.update(status="failed", error=f"{type(error).__name__}: {error}")
+            finally:  # its cached pairs are not needed again: memory stays that of one repetition
+                self.datasets[repetition].datasets.clear()
             yield record
 
     def measure(self, repetition: Repetition) -> dict[str, Any]:
