@@ -86,7 +86,9 @@ def method_rows(run: RunFolder, cell: Cell, cloud_class: bool) -> list[str]:
 
 
 def protocol_table(runs: list[RunFolder]) -> list[str]:
-    cloud_class = any("cloud_class_top1" in s.get(OWSD, {}) for run in runs for cell in run.cells() for s in [cell.stats])
+    cloud_class = any(
+        "cloud_class_top1" in s.get(OWSD, {}) for run in runs for cell in run.cells() for s in [cell.stats]
+    )
     metrics = ["top-1", "top-5"] + (["cloud-class top-1", "cloud-class top-5"] if cloud_class else [])
     header = ["setting", "method"] + [f"{m}{suffix}" for m in metrics for suffix in ("", " (paper)", " Δ pts")]
     lines = ["| " + " | ".join(header + ["seeds"]) + " |", "|" + "---|" * (len(header) + 1)]
@@ -124,7 +126,10 @@ def cloud_adds(runs: list[RunFolder]) -> list[str]:
 
 
 def timing(runs: list[RunFolder]) -> list[str]:
-    lines = ["| run folder | table | runs | failed | precompute s | mean s per IIN fit | total s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run folder | table | runs | failed | precompute s | mean s per IIN fit | total s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         fits = [m["seconds"] for r in run.records for k, m in r.get("methods", {}).items() if "epochs" in m]
         failed = sum(r["status"] != "ok" for r in run.records)
@@ -194,7 +199,9 @@ def build_report(runs: list[RunFolder], out: Path) -> str:
     for run in runs:
         pipe = run.run["pipeline"]
         source = pipe["source"].get("kind", "?")
-        lines.append(f"- `{run.folder.name}`: {source}; encoders {', '.join(pipe['encoders'])}; cloud `{pipe['cloud']}`")
+        lines.append(
+            f"- `{run.folder.name}`: {source}; encoders {', '.join(pipe['encoders'])}; cloud `{pipe['cloud']}`"
+        )
     return "\n".join(lines) + "\n"
 
 
