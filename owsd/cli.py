@@ -6,6 +6,8 @@ import importlib
 import logging
 import sys
 import warnings
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 from owsd.errors import user_error
 
@@ -22,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "classify new images with a trained IIN: scramble, ask the cloud, write top-k CSV/JSON"),
     "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
     "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
-    "serve-cloud": ("serve_cloud", "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud"),
+    "serve-cloud": (
+        "serve_cloud",
+        "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud",
+    ),
 }
 
 
@@ -45,21 +50,73 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+def quiet_lightning() -> None:
+    """Lightning's loggers to warnings only. Lightning sets them to INFO when each package is imported,
+    so this must run after that: `configure_logging` arranges it; code may also call it directly."""
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _ignore_harmless_warnings()  # again, in front of any filter Lightning's import added
+
+
+def _ignore_harmless_warnings() -> None:
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # torch vs Lightning, harmless
+    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed")  # CSVLogger is the default here
+
+
+class _QuietLightningOnImport:
+    """A `sys.meta_path` finder that quiets Lightning's loggers right after each of its packages is imported.
+
+    Importing Lightning (and torch) costs seconds, and `owsd key`/`--help` need neither, so logging is not
+    configured by importing it; instead the finder lets the real finders locate each package and wraps
+    their loader's `exec_module`, so the levels are set the moment Lightning's own `__init__` has set its.
+    """
+
+    def find_spec(self, name: str, path: object, target: object = None) -> ModuleSpec | None:
+        if name not in LIGHTNING_LOGGERS or self not in sys.meta_path:
+            return None
+        for finder in sys.meta_path[sys.meta_path.index(self) + 1 :]:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is not None and hasattr(loader, "exec_module"):
+            execute = loader.exec_module
+
+            def exec_module(module: ModuleType) -> None:
+                execute(module)
+                quiet_lightning()
+
+            try:
+                loader.exec_module = exec_module  # this spec's own loader instance
+            except AttributeError:  # a loader with slots: configure_logging's callers still get quiet_lightning
+                pass
+        return spec
+
+
+_QUIET_LIGHTNING = _QuietLightningOnImport()
+
+
 def configure_logging() -> None:
     """One line per stage from owsd; Lightning only for warnings (its per-Trainer banners and tips would
-    repeat for every IIN a command trains). Idempotent, as tests call `main` many times in one process."""
+    repeat for every IIN a command trains), set when Lightning is imported, so commands that never import
+    it start fast. Idempotent, as tests call `main` many times in one process."""
     owsd = logging.getLogger("owsd")
     if not owsd.handlers:
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         owsd.addHandler(handler)
     owsd.setLevel(logging.INFO)
-    import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; ours must come after)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # torch vs Lightning, harmless
-    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed")  # CSVLogger is the default here
+    if _QUIET_LIGHTNING not in sys.meta_path:
+        sys.meta_path.insert(0, _QUIET_LIGHTNING)
+    if any(name in sys.modules for name in LIGHTNING_LOGGERS):
+        quiet_lightning()  # already imported (by a caller, or an earlier `main`): its import set the levels
+    _ignore_harmless_warnings()
 
 
 def main(argv: list[str] | None = None) -> None:

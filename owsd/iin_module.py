@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from owsd.components.iin import IINInput, InternalInferenceNetwork, iin_features
-
-log = logging.getLogger(__name__)
 
 PLAINTEXT_CLOUD = "cloud_plaintext"  # metric prefix of the cloud's own accuracy on unscrambled images
 
@@ -31,8 +28,9 @@ class IINModule(LightningModule):
         lr_decay: ExponentialLR factor per epoch.
         patience: epochs without a better validation loss before stopping.
         input_dim / num_classes / cloud_classes_known: taken from the data at setup; stored in checkpoints.
-        pipeline / classes: the data module's pipeline (key fingerprint, models, generator, cloud) and the
-            names of the IIN's classes, taken at setup; `owsd predict` checks the first and reports the second.
+        contract / classes: the pipeline's checkpoint contract (key fingerprint, models, generator, cloud,
+            precision) and the names of the IIN's classes, taken at setup; every command that loads the
+            checkpoint checks the first, and `owsd predict` reports the second.
     """
 
     def __init__(
@@ -46,7 +44,7 @@ class IINModule(LightningModule):
         input_dim: int | None = None,
         num_classes: int | None = None,
         cloud_classes_known: bool = False,
-        pipeline: dict[str, Any] | None = None,
+        contract: dict[str, Any] | None = None,
         classes: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -69,7 +67,7 @@ class IINModule(LightningModule):
         parts = iin_features({k: torch.zeros(1, d) for k, d in dims.items()}, self.iin_input)
         self.hparams.update(input_dim=parts.shape[1], num_classes=data.num_classes)
         self.hparams.cloud_classes_known = data.cloud_classes_known
-        self.hparams.pipeline, self.hparams.classes = data.pipeline, data.class_names
+        self.hparams.contract, self.hparams.classes = data.pipeline.contract, data.class_names
         self._build()
 
     def _build(self) -> None:
@@ -133,25 +131,3 @@ class IINModule(LightningModule):
             filename = f"{self.name}-{{epoch}}"
             callbacks.append(ModelCheckpoint(monitor=monitor, filename=filename, auto_insert_metric_name=False))
         return callbacks
-
-
-def variant(model: IINModule, iin_input: IINInput) -> IINModule:
-    """A fresh, untrained IIN with `model`'s settings but another input (sized again from the data)."""
-    settings = {k: v for k, v in model.hparams.items() if not k.startswith("_")}  # drop CLI bookkeeping
-    return IINModule(**{**settings, "iin_input": iin_input, "input_dim": None, "num_classes": None})
-
-
-def evaluate_best(
-    trainer: Trainer, model: IINModule, datamodule: LightningDataModule | None = None
-) -> dict[str, float]:
-    """Test metrics of the best checkpoint of the fit `trainer` just ran (the last weights without one)."""
-    ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
-    metrics = trainer.test(model, datamodule=datamodule or trainer.datamodule, ckpt_path=ckpt, verbose=False)[0]
-    top1 = metrics[f"test/{model.name}/top1"]
-    log.info("IIN %s: trained %d epochs, test top-1 %.3f", model.name, trainer.current_epoch, top1)
-    return metrics
-
-
-def fit_and_test(trainer: Trainer, model: IINModule, datamodule: LightningDataModule) -> dict[str, float]:
-    trainer.fit(model, datamodule=datamodule)
-    return evaluate_best(trainer, model, datamodule)

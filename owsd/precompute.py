@@ -2,6 +2,8 @@
 
 Running it through `trainer.predict` lets `--trainer.devices N --trainer.strategy ddp` shard the
 images across processes, GPUs or nodes; each process writes its own complete shards to the cache.
+The models run on the trainer's device and at the pipeline's precision; only the uint8 images
+sent and the rows stored cross to the host.
 """
 
 from __future__ import annotations
@@ -12,18 +14,61 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from owsd.components.cloud import CloudClient, LocalCloudClient
 from owsd.components.encoder import Encoder
 from owsd.components.scrambler import Scrambler
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageSource
+from owsd.errors import ConfigError
+from owsd.pipeline import Pipeline, normalised_precision
 
 log = logging.getLogger(__name__)
+
+
+def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> None:
+    """Precompute the images at these source positions that the cache lacks, through `trainer.predict`.
+
+    Only missing images are computed, in fixed batches of them in the given order, so a resumed run cuts the
+    same batches as an uninterrupted one and a grown selection sends only its new images. A complete cache
+    returns before any model is built.
+    """
+    cache = pipeline.cache
+    missing = set(cache.missing(pipeline.image_ids(positions)))
+    todo = [position for position in dict.fromkeys(positions) if pipeline.source.items[position][0] in missing]
+    size = pipeline.precompute_batch_size
+    batches = [todo[start : start + size] for start in range(0, len(todo), size)]
+    log.info(
+        "key %s, cache %s: %d of %d images to precompute",
+        cache.description["key_fingerprint"], cache.directory, len(todo), len(set(positions)),
+    )  # fmt: skip
+    if not batches:
+        return
+    if normalised_precision(trainer.precision) != pipeline.precision:
+        raise ConfigError(
+            f"trainer.precision={pipeline.precision} cannot run on the {type(trainer.accelerator).__name__} "
+            f"(Lightning would use {trainer.precision}); choose a precision the device supports"
+        )
+    cloud = pipeline.open_cloud("precompute", upcoming=len(todo) * len(pipeline.encoders))
+    cache.prepare()
+    module = PrecomputeModule(
+        pipeline.build_encoders(), pipeline.scramblers(), cloud, cache, pipeline.plaintext_baseline
+    )
+    workers = pipeline.num_workers
+    loader = DataLoader(
+        SourceBatches(pipeline.source, batches, pipeline.image_size),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=trainer.strategy.root_device.type == "cuda",
+        prefetch_factor=2 if workers else None,
+    )
+    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    trainer.strategy.barrier("owsd-precompute")
+    cache.refresh()  # every process's shards are on disk now
 
 
 def embed_and_ask(
@@ -93,6 +138,12 @@ class PrecomputeModule(LightningModule):
         self._images = 0
         self._started = 0.0
         self._elapsed = 0.0
+
+    def setup(self, stage: str) -> None:
+        """Convolutions on CUDA run faster on channels-last tensors; the encoders and the cloud take them."""
+        if self.trainer.strategy.root_device.type == "cuda":
+            self.encoders.to(memory_format=torch.channels_last)
+            self.cloud.to(memory_format=torch.channels_last)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images = batch["image"]

@@ -1,19 +1,20 @@
 """Private inference on new images: embed, scramble, ask the cloud, run a trained IIN.
 
-The same path as precompute (encoders, the key's scramblers, the data module's cloud client), but for
-images that have no place in the cache, and only for an IIN trained on exactly this pipeline.
+The same path as precompute (the pipeline's encoders, scramblers and cloud client), but for images that
+have no place in the cache, and only for an IIN trained on exactly this pipeline: every command that
+loads a checkpoint checks its contract here.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from owsd.components.encoder import Encoder
-from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
 from owsd.iin_module import IINModule
+from owsd.pipeline import Pipeline
 from owsd.precompute import embed_and_ask
 
 WHAT_DIFFERS = {
@@ -23,13 +24,26 @@ WHAT_DIFFERS = {
     "generator": "generator (data.scrambler.size/channels)",
     "image_size": "image size (data.image_size)",
     "defences": "defences (data.scrambler.defences)",
+    "precision": "precision (trainer.precision)",
 }
 
 
-def check_pipeline(trained: dict[str, Any] | None, current: dict[str, Any], checkpoint: str) -> None:
+def load_checkpoint(path: Path) -> IINModule:
+    """An IIN checkpoint of `owsd fit`, on the CPU; one clear error for anything else."""
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist")
+    try:
+        return IINModule.load_from_checkpoint(path, map_location="cpu")
+    except Exception as error:  # noqa: BLE001  (torch and Lightning raise many kinds for a foreign file)
+        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit`: {error}") from None
+
+
+def check_contract(model: IINModule, pipeline: Pipeline, checkpoint: str | Path) -> None:
     """Refuse an IIN trained for another pipeline: its inputs would mean something else."""
+    trained: dict[str, Any] | None = model.hparams.get("contract")
     if trained is None:
         raise ConfigError(f"checkpoint {checkpoint} does not record the pipeline it was trained for (retrain it)")
+    current = pipeline.contract
     for part, name in WHAT_DIFFERS.items():
         if trained.get(part) != current.get(part):
             raise ConfigError(
@@ -39,24 +53,35 @@ def check_pipeline(trained: dict[str, Any] | None, current: dict[str, Any], chec
 
 
 class Predictor:
-    """Probabilities over the IIN's classes for batches of new uint8 images (N×3×S×S at `data.image_size`);
-    `images` is how many will be sent, checked against the key's budget before the first is."""
+    """Probabilities over the IIN's classes for batches of new uint8 images (N×3×S×S at `data.image_size`),
+    computed on `device` at the pipeline's precision; `images` is how many will be sent, checked against the
+    key's budget before the first is."""
 
-    def __init__(self, data: OWSDDataModule, model: IINModule, images: int) -> None:
+    def __init__(self, pipeline: Pipeline, model: IINModule, images: int, device: torch.device | str = "cpu") -> None:
         if model.iin_input == "embedding+plaintext_cloud":
             raise ConfigError("an IIN on the plaintext cloud is an evaluation bound: plaintext never goes to a cloud")
-        if data.scrambler.defences.rotate_every is not None:
+        if pipeline.scrambler.defences.rotate_every is not None:
             raise ConfigError("owsd predict does not rotate keys: new images have no place in the source's key order")
-        self.data, self.model = data, model.eval()
-        self.encoders = [Encoder(spec) for spec in data.encoders]
+        self.pipeline, self.device = pipeline, torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.encoders = [encoder.to(self.device) for encoder in pipeline.build_encoders()]
         self.uses_cloud = "cloud" in model.iin_input.split("+")
-        self.scramblers = data.scramblers(data.key(), [encoder.embedding_dim for encoder in self.encoders])
+        self.scramblers = pipeline.scramblers()
         # An embedding-only IIN sends nothing; otherwise every image sent is in the key's ledger, within budget.
-        self.cloud = data.open_cloud("predict", upcoming=images * len(self.encoders)) if self.uses_cloud else None
+        cloud = pipeline.open_cloud("predict", upcoming=images * len(self.encoders)) if self.uses_cloud else None
+        self.cloud = cloud.to(self.device) if cloud is not None else None
         self.sent = 0
 
-    @torch.inference_mode()
     def __call__(self, images: torch.Tensor, image_ids: list[str]) -> torch.Tensor:
-        batch = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, image_ids, [0] * len(image_ids))
+        """uint8 images → probabilities, on the host."""
+        return self.on_device(images, image_ids).cpu()
+
+    @torch.inference_mode()
+    def on_device(self, images: torch.Tensor, image_ids: list[str]) -> torch.Tensor:
+        """uint8 images (anywhere) → probabilities on the predictor's device."""
+        images = images.to(self.device, non_blocking=True)
+        with self.pipeline.autocast(self.device):
+            batch = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, image_ids, [0] * len(image_ids))
         self.sent += len(image_ids) * len(self.encoders) if self.cloud is not None else 0
-        return torch.softmax(self.model(batch), dim=1)
+        features = {name: values.float() for name, values in batch.items()}
+        return torch.softmax(self.model(features), dim=1)

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torchvision.utils import make_grid
 
 from owsd.datamodule import OWSDDataModule
+from owsd.pipeline import Pipeline
 
 
 def wandb_logger(trainer: Trainer) -> WandbLogger | None:
@@ -70,14 +71,15 @@ class WandbRunMedia(Callback):
             return
         import wandb  # only needed (and only installed) when a WandbLogger is configured
 
-        names = [str(data.source.classes[label]) for label in data.split.labels]
-        test = data.datasets["test"].tensors
+        names = [str(name) for name in data.class_names]
+        test = data.pairs["test"].tensors
         with torch.no_grad():
-            predictions = pl_module(test).argmax(1)
+            predictions = pl_module({k: v.to(pl_module.device) for k, v in test.items()}).argmax(1).cpu()
+        positions = data.split.test[: self.images]
         logger.experiment.log(
             {
                 "test/scrambled_images": wandb.Image(
-                    scrambled_grid(data, self.images),
+                    scrambled_grid(data.pipeline, positions, test["embedding"][: len(positions)]),
                     caption=f"what the cloud was sent for the first {self.images} test images, one row per encoder",
                 ),
                 f"test/{pl_module.name}/confusion_matrix": wandb.plot.confusion_matrix(
@@ -87,13 +89,12 @@ class WandbRunMedia(Callback):
         )
 
 
-def scrambled_grid(data: OWSDDataModule, images: int) -> Any:
-    """H×W×3 uint8 array: the first test images as scrambled by each encoder's scrambler (one row each)."""
-    positions = data.split.test[:images]
-    image_ids = data.image_ids(positions)
-    embeddings = data.datasets["test"].tensors["embedding"][: len(positions)]
-    dims = [spec.embedding_dim for spec in data.encoders]
-    scramblers = data.scramblers(data.key(), dims)
+def scrambled_grid(pipeline: Pipeline, positions: list[int], embeddings: torch.Tensor) -> Any:
+    """H×W×3 uint8 array: the images at these source positions, from their cached embeddings, as scrambled by
+    each encoder's scrambler (one row each)."""
+    image_ids = pipeline.image_ids(positions)
+    scramblers = pipeline.scramblers()
+    dims = [spec.embedding_dim for spec in pipeline.encoders]
     parts = embeddings.split(dims, dim=1)  # the cache concatenates the encoders' embeddings
     pixels = [scrambler.scramble(part, image_ids, positions).pixels for scrambler, part in zip(scramblers, parts)]
     return make_grid(torch.cat(pixels), nrow=len(positions)).permute(1, 2, 0).numpy()

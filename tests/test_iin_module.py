@@ -1,10 +1,12 @@
+from types import SimpleNamespace
+
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
-from owsd.commands.train import results_table
-from owsd.data.cache import CachedRows
+from owsd.data.cache import CachedRows, RowTable
 from owsd.datamodule import CachedPairs
 from owsd.iin_module import IINModule
+from owsd.training import named, results_table
 
 CLASSES = 6
 
@@ -21,17 +23,17 @@ class Pairs(LightningDataModule):
         # A quarter wrong at top-1, with the true label second.
         plaintext[:30] = 0.6 * one_hot((labels[:30] + 1) % CLASSES, CLASSES) + 0.3 * one_hot(labels[:30], CLASSES)
         plaintext[:30] += 0.1 / CLASSES
-        rows = CachedRows(
-            [str(i) for i in range(120)],
-            labels,
-            torch.randn(120, 8, generator=generator) + labels[:, None],
-            torch.rand(120, CLASSES, generator=generator).softmax(1),
-            plaintext,
-        )
+        fields = {
+            "embedding": torch.randn(120, 8, generator=generator) + labels[:, None],
+            "cloud": torch.rand(120, CLASSES, generator=generator).softmax(1),
+            "plaintext_cloud": plaintext,
+        }
+        rows = CachedRows([str(i) for i in range(120)], torch.arange(120), RowTable([], labels, fields))
         self.pairs = CachedPairs(rows, {label: label for label in range(CLASSES)})
         self.feature_dims = {"embedding": 8, "cloud": CLASSES, "plaintext_cloud": CLASSES}
         self.num_classes, self.cloud_classes_known = CLASSES, cloud_classes_known
-        self.pipeline, self.class_names = {"key_fingerprint": "test"}, [str(label) for label in range(CLASSES)]
+        self.pipeline = SimpleNamespace(contract={"key_fingerprint": "test"})
+        self.class_names = [str(label) for label in range(CLASSES)]
 
     def train_dataloader(self):
         return torch.utils.data.DataLoader(self.pairs, batch_size=32, shuffle=True)
@@ -52,7 +54,8 @@ def test_cloud_class_agreement_and_plaintext_bound_when_labels_are_the_clouds(tm
     assert metrics["test/cloud_plaintext/top1"] == 0.75  # the cloud's own accuracy on plaintext
     assert metrics["test/cloud_plaintext/top5"] == 1.0
     assert 0 <= metrics["test/embedding+cloud/cloud_class_top1"] <= 1
-    table = results_table({"embedding+cloud": metrics}, 120)
+    by_method = {name: named(metrics, name) for name in ("embedding+cloud", "cloud_plaintext")}
+    table = results_table(by_method, 120)
     assert "agreement with the cloud on plaintext" in table and "cloud on plaintext images (upper bound)" in table
     assert "   0.750   1.000" in table
 

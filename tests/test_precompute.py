@@ -13,20 +13,20 @@ from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import load_key
 from owsd.components.ledger import KeyLedger, KeyRecord
 from owsd.components.timm_models import ModelSpec
+from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
 from tests import helpers
 from tests.conftest import TINY_IMAGES, owsd_process, run_owsd, tiny_args
 
 
 def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
-    """Every cached row by image id, whatever shard it sits in."""
+    """Every cached row by image id, as a fresh reader of the cache folder sees it."""
     (directory,) = (workdir / "cache").iterdir()
-    rows = {}
-    for path in sorted(directory.glob("shard-*.pt")):
-        shard = torch.load(path)
-        for row, image_id in enumerate(shard["image_ids"]):
-            rows.setdefault(image_id, {k: v[row] for k, v in shard.items() if k != "image_ids"})
-    return rows
+    table = PairCache.existing(directory).table()
+    return {
+        image_id: {"labels": table.labels[row], **{name: field[row] for name, field in table.fields.items()}}
+        for row, image_id in enumerate(table.image_ids)
+    }
 
 
 def shared_ledger(workdir) -> list[str]:
@@ -47,11 +47,11 @@ def assert_same_cache(first, second):
 
 def test_cache_hit_builds_no_model_and_reuses_rows_across_label_subsets(workdir, monkeypatch):
     main(tiny_args(workdir, "--trainer.max_epochs", "1"))
-    before = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
+    before = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("*-*")}  # shards and packs
     monkeypatch.setattr("timm.create_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model built")))
     main(tiny_args(workdir, "--trainer.max_epochs", "1"))
     main(tiny_args(workdir, "--trainer.max_epochs", "1", "--data.split.labels.names", "[frog, ship]"))
-    after = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("shard-*")}
+    after = {p.name: p.stat().st_mtime_ns for p in (workdir / "cache").rglob("*-*")}
     assert after == before
 
 
@@ -88,7 +88,9 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
     assert "rank 1 precomputed" in two.stderr and "rank 0 precomputed" in two.stderr
     assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 0)], "both ranks recorded"
     same_key = ["--data.scrambler.key_file", str(workdir / "two" / "keys" / "test.key")]
-    one = run_owsd(tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1", *shared_ledger(workdir)), cwd=workdir)
+    one = run_owsd(
+        tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1", *shared_ledger(workdir)), cwd=workdir
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
     assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 20)], "the same bytes: resends"

@@ -24,6 +24,7 @@ from owsd.analysis.settings import AnalysisSettings
 from owsd.commands.settings import check_output_folder, experiment_parser, parse, trainer_factory, write_folder
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
+from owsd.pipeline import Pipeline
 from owsd.security.material import Material, gather, scrambler_for
 
 log = logging.getLogger("owsd")
@@ -34,24 +35,25 @@ def main(argv: list[str]) -> None:
     config, objects, config_yaml = parse(parser, argv)
     check_output_folder(config.out)
     data: OWSDDataModule = objects.data
-    if not data.plaintext_baseline:
+    if not data.pipeline.plaintext_baseline:
         raise ConfigError("analyze compares answers for plain and scrambled images: set data.plaintext_baseline: true")
     settings: AnalysisSettings = objects.analysis
     pca = pca_labels(data, settings)
-    material = gather(data, trainer_factory(objects)(), data.scrambler.size)  # originals beside scrambled, same size
-    figures = analyse(data, material, settings)
+    size = data.pipeline.scrambler.size  # originals beside scrambled, at the same size
+    material = gather(data, trainer_factory(objects)(), size)
+    figures = analyse(data.pipeline, material, settings)
     write_folder(config.out, lambda folder: write_results(folder, material, settings, pca, figures, config_yaml))
     log_to_logger(trainer_factory(objects)(), figures)
     print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
     log.info("wrote %s", config.out)
 
 
-def analyse(data: OWSDDataModule, material: Material, settings: AnalysisSettings) -> dict[str, Any]:
+def analyse(pipeline: Pipeline, material: Material, settings: AnalysisSettings) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "images": len(material),
         **cloud_output_summary(material.plaintext_cloud, material.cloud),
     }
-    generator = scrambler_for(data, material.embeddings.shape[1]).generator(0)
+    generator = scrambler_for(pipeline).generator(0)
     figures["relu_zero_fraction"] = relu_zero_fraction(generator, material.embeddings[: settings.relu_images])
     figures["pixel_std"] = material.scrambled.float().std().item()
     return figures

@@ -25,7 +25,7 @@ def main(argv: list[str]) -> None:
     config, objects, config_yaml = parse(parser, argv)
     check_output_folder(config.out)  # before the long run, not only after it
     settings: AttackSettings = objects.attack
-    result = run_suite(objects.data, objects.model, trainer_factory(objects), settings)
+    result = run_suite(objects.data, objects.model, trainer_factory(objects), settings, config.iin_threads)
     write_folder(config.out, lambda folder: write_results(folder, result, config_yaml))
     print(summary(result))
     log.info("wrote %s", config.out)

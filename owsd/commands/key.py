@@ -11,7 +11,6 @@ import os
 import time
 from pathlib import Path
 
-from owsd.commands.settings import experiment_parser
 from owsd.components.key import Key, load_key, save_key
 from owsd.components.ledger import DEFAULT_LEDGER, KeyLedger, KeyRecord, configured_budget
 
@@ -43,6 +42,8 @@ def rotate(args: list[str]) -> None:
     The config's key file is replaced in one step, so it always holds a key; the ledger marks the old key
     retired first, so a failure half-way leaves it unusable rather than silently in use.
     """
+    from owsd.commands.settings import experiment_parser  # Lightning and jsonargparse: only `rotate` reads a config
+
     parser = experiment_parser(
         "owsd key rotate", "Retire the config's key and write a new one in its place.", out=False
     )

@@ -21,8 +21,7 @@ from tqdm import tqdm
 from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
 from owsd.data.sources import IMAGE_SUFFIXES, load_image
 from owsd.errors import ConfigError, DataError, KeyFileError
-from owsd.iin_module import IINModule
-from owsd.prediction import Predictor, check_pipeline
+from owsd.prediction import Predictor, check_contract, load_checkpoint
 
 log = logging.getLogger("owsd")
 
@@ -35,17 +34,20 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--top_k", type=int, default=5, help="labels written per image")
     parser.add_argument("--batch_size", type=int, default=16, help="images embedded and sent together")
+    parser.add_argument(
+        "--device", type=str, default="auto", help="where the models run: auto (cuda if any), cpu, cuda, cuda:1"
+    )
     config, objects, _ = parse(parser, argv)
     check_output_folder(config.out)
     model = load_checkpoint(Path(config.ckpt_path))
-    data = objects.data
-    if not Path(data.scrambler.key_file).is_file():  # never a new key here: the IIN was trained for an existing one
-        raise KeyFileError(f"key file {data.scrambler.key_file} does not exist (data.scrambler.key_file)")
-    check_pipeline(model.hparams.get("pipeline"), data.pipeline, str(config.ckpt_path))
+    pipeline = objects.data.pipeline
+    if not Path(pipeline.scrambler.key_file).is_file():  # never a new key: the IIN was trained for an existing one
+        raise KeyFileError(f"key file {pipeline.scrambler.key_file} does not exist (data.scrambler.key_file)")
+    check_contract(model, pipeline, config.ckpt_path)
     classes: list[str] = model.hparams["classes"]
     files = image_files([Path(p) for p in config.images])
-    images = {path: load_image(path, data.image_size) for path in files}  # every file is readable before any is sent
-    predictor = Predictor(data, model, len(files))
+    images = {path: load_image(path, pipeline.image_size) for path in files}  # all readable before any is sent
+    predictor = Predictor(pipeline, model, len(files), device(config.device))
     rows, started = [], time.perf_counter()
     with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
         for start in range(0, len(files), config.batch_size):
@@ -59,13 +61,17 @@ def main(argv: list[str]) -> None:
     log.info("wrote %s", config.out)
 
 
-def load_checkpoint(path: Path) -> IINModule:
-    if not path.is_file():
-        raise ConfigError(f"--ckpt_path {path} does not exist")
+def device(name: str) -> torch.device:
+    """`--device`: `auto` is the first GPU when there is one; a device this machine lacks is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return IINModule.load_from_checkpoint(path, map_location="cpu")
-    except Exception as error:  # noqa: BLE001  (torch and Lightning raise many kinds for a foreign file)
-        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit`: {error}") from None
+        chosen = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return chosen
 
 
 def image_files(paths: list[Path]) -> list[Path]:

@@ -40,14 +40,14 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="owsd-run-") as scratch:  # the IINs' checkpoints and CSV logs
         trainer_settings = {**objects.trainer, "default_root_dir": scratch}
-        runner = SeedRunner(objects.data, config.model.as_dict(), trainer_settings, settings)
+        runner = SeedRunner(objects.data, config.model.as_dict(), trainer_settings, settings, config.iin_threads)
         precompute_seconds = runner.precompute(Trainer(**trainer_settings))
         records = list(runner.run())
     run = {
         "protocol": settings.protocol,
         "row": settings.row or Path(str(config.config[0])).stem,
         "paper_row": settings.paper_row,
-        "pipeline": pipeline(objects.data),
+        "pipeline": run_setting(objects.data),
         "precompute_seconds": round(precompute_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
@@ -60,17 +60,18 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
 
 
-def pipeline(data: OWSDDataModule) -> dict[str, Any]:
+def run_setting(data: OWSDDataModule) -> dict[str, Any]:
     """What makes two run folders comparable: data, models, scrambler and split, but not the seeds."""
     split = asdict(data.split_settings)
     for varied in ("seed", "train_per_label"):
         split.pop(varied)
     split["labels"].pop("seed")
+    pipeline = data.pipeline
     return {
-        "source": data.source.identity,
-        "encoders": [spec.name for spec in data.encoders],
-        "cloud": data.cloud.cloud_id,
-        "scrambler": {"size": data.scrambler.size, "channels": data.scrambler.channels},
-        "defences": data.scrambler.defences.active,
+        "source": pipeline.source.identity,
+        "encoders": [spec.name for spec in pipeline.encoders],
+        "cloud": pipeline.cloud.cloud_id,
+        "scrambler": {"size": pipeline.scrambler.size, "channels": pipeline.scrambler.channels},
+        "defences": pipeline.scrambler.defences.active,
         "split": split,
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from jsonargparse import ActionConfigFile, Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -22,6 +23,7 @@ from owsd.errors import ConfigError
 from owsd.experiments.settings import ExperimentSettings
 from owsd.iin_module import IINModule
 from owsd.security.settings import AttackSettings
+from owsd.threads import SMALL_MODEL_THREADS
 
 
 class OWSDArgumentParser(LightningArgumentParser):
@@ -53,16 +55,29 @@ def experiment_parser(prog: str, description: str, out: bool = True) -> Lightnin
     parser.add_lightning_class_args(OWSDDataModule, "data")
     parser.add_argument("--compare", type=list[IINInput], default=[], help="read from fit configs; unused here")
     add_sections(parser)
+    link_precision(parser)
     if out:
         parser.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the results")
     return parser
 
 
 def add_sections(parser: LightningArgumentParser) -> None:
-    """The `analysis:`, `attack:` and `experiment:` sections, known to every command so that one YAML serves them all."""
+    """The `analysis:`, `attack:` and `experiment:` sections and `iin_threads`, known to every command so that
+    one YAML serves them all."""
+    parser.add_argument(
+        "--iin_threads",
+        type=PositiveInt,
+        default=SMALL_MODEL_THREADS,
+        help="torch threads for IIN fits and the attacks' small models (precompute uses every core)",
+    )
     parser.add_class_arguments(AnalysisSettings, "analysis", fail_untyped=True, sub_configs=True)
     parser.add_class_arguments(AttackSettings, "attack", fail_untyped=True, sub_configs=True)
     parser.add_class_arguments(ExperimentSettings, "experiment", fail_untyped=True, sub_configs=True)
+
+
+def link_precision(parser: LightningArgumentParser) -> None:
+    """`trainer.precision` is also the pipeline's: the encoders and the cloud run at it, the cache is keyed by it."""
+    parser.link_arguments("trainer.precision", "data.precision")
 
 
 def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, Namespace, str]:

@@ -8,7 +8,9 @@ image's scrambled bytes never depend on the batch it is in.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +34,21 @@ class ScrambledImages:
     image_ids: tuple[str, ...] | None = None
 
 
+@contextlib.contextmanager
+def exact_arithmetic(device: torch.device) -> Iterator[None]:
+    """float32 as IEEE defines it on `device`: autocast off (where it exists; not on `meta`) and, on CUDA,
+    no TF32 in cuDNN's convolutions (torch's default on Ampere and later), so the bytes sent are the same
+    on every device and at every precision."""
+    with contextlib.ExitStack() as stack:
+        if torch.amp.autocast_mode.is_autocast_available(device.type):
+            stack.enter_context(torch.autocast(device.type, enabled=False))
+        if device.type == "cuda":
+            conv = torch.backends.cudnn.conv
+            previous, conv.fp32_precision = conv.fp32_precision, "ieee"
+            stack.callback(setattr, conv, "fp32_precision", previous)
+        yield
+
+
 class ScramblingGenerator(nn.Module):
     """Embedding N×D → scrambled image N×3×S×S (uint8 via `scramble`).
 
@@ -42,22 +59,32 @@ class ScramblingGenerator(nn.Module):
         base_channels: channels of the first 4×4 feature map; halved at each doubling of size.
     """
 
-    def __init__(self, key: Key, embedding_dim: int, image_size: int = 256, base_channels: int = 512) -> None:
+    def __init__(
+        self,
+        key: Key,
+        embedding_dim: int,
+        image_size: int = 256,
+        base_channels: int = 512,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         doublings = math.log2(image_size / 4)
         if image_size < 8 or doublings != int(doublings):
             raise ValueError(f"image_size must be a power of two ≥ 8, got {image_size}")
         channels = [max(base_channels >> i, 8) for i in range(int(doublings))]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(embedding_dim, channels[0], 4, 1, 0, bias=False), nn.ReLU()]
+        on = {"bias": False, "device": device}
+        layers: list[nn.Module] = [nn.ConvTranspose2d(embedding_dim, channels[0], 4, 1, 0, **on), nn.ReLU()]
         for c_in, c_out in zip(channels, channels[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.ReLU()]
-        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, **on), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, **on), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.key_fingerprint = key.fingerprint
         self._expand_weights(key)
         self.requires_grad_(False).eval()
 
+    @torch.no_grad()
     def _expand_weights(self, key: Key) -> None:
+        """SHAKE-256 runs on the host: each layer's weights are drawn there, then copied to its device."""
         convs = [m for m in self.net if isinstance(m, nn.ConvTranspose2d)]
         for index, conv in enumerate(convs):
             c_in, _, k, _ = conv.weight.shape
@@ -68,7 +95,7 @@ class ScramblingGenerator(nn.Module):
             bits = torch.frombuffer(bytearray(raw), dtype=torch.int32) & ((1 << _UNIFORM_BITS) - 1)
             uniform = (bits.double() + 0.5) / (1 << _UNIFORM_BITS)  # in (0, 1)
             weight = (uniform * 2 - 1) * (math.sqrt(3) * std)  # zero mean, standard deviation `std`
-            conv.weight.data.copy_(weight.view_as(conv.weight))
+            conv.weight.copy_(weight.view_as(conv.weight))
 
     @staticmethod
     def standardise(embeddings: torch.Tensor) -> torch.Tensor:
@@ -78,12 +105,16 @@ class ScramblingGenerator(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Float images in [-1, 1]."""
-        return self.net(self.standardise(embeddings)[:, :, None, None])
+        with exact_arithmetic(embeddings.device):
+            return self.net(self.standardise(embeddings)[:, :, None, None])
 
     @torch.inference_mode()
     def to_pixels(self, z: torch.Tensor) -> torch.Tensor:
-        """Already standardised (and perhaps perturbed) inputs → uint8 images."""
-        return ((self.net(z[:, :, None, None]) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        """Already standardised (and perhaps perturbed) inputs → uint8 images, in float32 whatever the autocast
+        around it: the bytes sent must not depend on the precision the encoders and the cloud run at."""
+        with exact_arithmetic(z.device):
+            images = self.net(z.float()[:, :, None, None])
+        return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
     def scramble(self, embeddings: torch.Tensor) -> ScrambledImages:
         """The 8-bit RGB images that may leave the organisation."""

@@ -22,10 +22,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from owsd.errors import ConfigError, KeyBudgetError
+
+if TYPE_CHECKING:  # only the tensor's own methods are called: `owsd key list` need not load torch
+    import torch
 
 DEFAULT_LEDGER = Path(".owsd/ledger.sqlite")
 _SCHEMA = """

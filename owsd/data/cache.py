@@ -1,51 +1,112 @@
 """The precompute cache: per image, the encoders' embeddings and the cloud's vectors, stored once.
 
 One directory per fingerprint of everything that changes the numbers (data, encoders and weights,
-key fingerprint, cloud, image sizes). Inside, shards hold rows indexed by image id; any subset,
-seed or sweep takes its rows from here. A shard appears only complete (temp file + fsync + rename),
-so a run killed mid-way leaves whole shards that the next run keeps, and never a half-written one.
+key fingerprint, cloud, image sizes, precision). Precompute writes a shard per batch; a shard appears only
+complete (temp file + fsync + rename), so a run killed mid-way leaves whole shards that the next run keeps.
+
+Reading packs the shards into one table (`pack-N.bin`, float32 rows, named by `pack-N.json`) that is
+memory-mapped, never loaded: every split, seed, recipe and encoder subset of a process reads the same
+pages, so memory does not grow with the number of repetitions, and the kernel shares them between processes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from owsd.errors import DataError
 from owsd.files import atomic_write
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 ROW_FIELDS = ("embedding", "cloud", "plaintext_cloud")
+_CHUNK_ROWS = 4096  # rows of the old pack copied at a time when a pack grows
 
 
 def fingerprint(description: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
-class CachedRows:
-    """Rows for a list of images; each field is one tensor with the encoders' parts concatenated."""
+@dataclass(frozen=True)
+class RowTable:
+    """Every cached row: `fields` are N×D float32 views of one memory-mapped file, `labels` the source labels."""
 
     image_ids: list[str]
     labels: torch.Tensor
-    embedding: torch.Tensor
-    cloud: torch.Tensor
-    plaintext_cloud: torch.Tensor | None
+    fields: dict[str, torch.Tensor]
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.image_ids)}
+
+
+@dataclass(frozen=True)
+class CachedRows:
+    """The rows of a list of images, as positions into the shared table (nothing is copied until read)."""
+
+    image_ids: list[str]
+    rows: torch.Tensor
+    table: RowTable
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.table.labels[self.rows]
+
+    def field(self, name: str) -> torch.Tensor | None:
+        """One field for these rows, copied out of the table; None when the cache does not hold it."""
+        column = self.table.fields.get(name)
+        return None if column is None else column[self.rows]
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        return self.field("embedding")
+
+    @property
+    def cloud(self) -> torch.Tensor:
+        return self.field("cloud")
+
+    @property
+    def plaintext_cloud(self) -> torch.Tensor | None:
+        return self.field("plaintext_cloud")
 
 
 class PairCache:
-    """A cache directory for one pipeline fingerprint."""
+    """A cache directory for one pipeline fingerprint; `PairCache.shared` gives one instance per directory."""
+
+    _instances: ClassVar[weakref.WeakValueDictionary[Path, PairCache]] = weakref.WeakValueDictionary()
 
     def __init__(self, root: Path, description: dict[str, Any]) -> None:
         self.description = {"format": FORMAT_VERSION, **description}
         self.directory = Path(root) / fingerprint(self.description)
-        self._shards: dict[Path, dict[str, Any]] | None = None
-        self._index: dict[str, tuple[Path, int]] = {}
+        self._present: set[str] | None = None
+        self._table: RowTable | None = None
+
+    @classmethod
+    def shared(cls, root: Path, description: dict[str, Any]) -> PairCache:
+        """The process's one instance for this cache, so every reader maps the same table once."""
+        fresh = cls(root, description)
+        return cls._instances.setdefault(fresh.directory.resolve(), fresh)
+
+    @classmethod
+    def existing(cls, directory: Path) -> PairCache:
+        """A cache folder opened from its manifest (for reading a cache without the config that made it)."""
+        description = json.loads((Path(directory) / "manifest.json").read_text())
+        cache = cls(Path(directory).parent, {k: v for k, v in description.items() if k != "format"})
+        if cache.directory.resolve() != Path(directory).resolve():
+            raise DataError(f"cache {directory}: its manifest does not match its folder name")
+        return cache
 
     def prepare(self) -> None:
         """Create the directory and record what it holds (for people reading the cache)."""
@@ -55,45 +116,127 @@ class PairCache:
             atomic_write(manifest, lambda p: p.write_text(json.dumps(self.description, indent=2, sort_keys=True)))
 
     def missing(self, image_ids: list[str]) -> list[str]:
-        present = self._scan()
+        present = self._ids()
         return [image_id for image_id in image_ids if image_id not in present]
 
     def write_shard(self, image_ids: list[str], labels: torch.Tensor, fields: dict[str, torch.Tensor]) -> Path:
         """Store one batch of rows; the shard is named by its ids, so a re-run rewrites the same file."""
         name = hashlib.sha256("\n".join(image_ids).encode()).hexdigest()[:20]
         path = self.directory / f"shard-{name}.pt"
-        shard = {"image_ids": list(image_ids), "labels": labels.cpu(), **{k: v.cpu() for k, v in fields.items()}}
+        rows = {k: v.detach().float().cpu() for k, v in fields.items()}
+        shard = {"image_ids": list(image_ids), "labels": labels.cpu(), **rows}
         atomic_write(path, lambda p: torch.save(shard, p))
         self.refresh()
         return path
 
     def refresh(self) -> None:
         """Forget what was read, so the next look sees shards written since (e.g. by other processes)."""
-        self._shards = None
+        self._present, self._table = None, None
 
     def read(self, image_ids: list[str]) -> CachedRows:
-        index = self._scan()
-        absent = [image_id for image_id in image_ids if image_id not in index]
+        table = self.table()
+        row_of = table.row_of
+        absent = [image_id for image_id in image_ids if image_id not in row_of]
         if absent:
             raise DataError(
                 f"cache {self.directory} lacks {len(absent)} images, e.g. {absent[0]}; "
-                "precompute them with `owsd fit` or OWSDDataModule.prepare_cache(trainer)"
+                "precompute them with `owsd fit` (owsd.precompute.fill_cache)"
             )
-        rows: dict[str, list[torch.Tensor]] = {field: [] for field in ("labels", *ROW_FIELDS)}
-        for image_id in image_ids:
-            path, row = index[image_id]
-            for field in rows:
-                if self._shards[path].get(field) is not None:
-                    rows[field].append(self._shards[path][field][row])
-        stacked = {field: torch.stack(values) if values else None for field, values in rows.items()}
-        return CachedRows(list(image_ids), **stacked)
+        rows = torch.tensor([row_of[image_id] for image_id in image_ids], dtype=torch.long)
+        return CachedRows(list(image_ids), rows, table)
 
-    def _scan(self) -> dict[str, tuple[Path, int]]:
-        """Load every complete shard once; an id stored twice (e.g. by two processes) keeps its first row."""
-        if self._shards is None:
-            self._shards, self._index = {}, {}
-            for path in sorted(self.directory.glob("shard-*.pt")):
-                self._shards[path] = torch.load(path, map_location="cpu", weights_only=True)
-                for row, image_id in enumerate(self._shards[path]["image_ids"]):
-                    self._index.setdefault(image_id, (path, row))
-        return self._index
+    def table(self) -> RowTable:
+        """The packed table, after packing any shards written since the last pack."""
+        if self._table is None:
+            with self._locked():
+                if list(self.directory.glob("shard-*.pt")):
+                    self._pack()
+                self._table = self._map_pack() or RowTable([], torch.zeros(0, dtype=torch.long), {})
+        return self._table
+
+    def _ids(self) -> set[str]:
+        if self._present is None:
+            header = self._pack_header()
+            present = set(header["image_ids"]) if header else set()
+            for path in self.directory.glob("shard-*.pt"):
+                present.update(_load_shard(path)["image_ids"])
+            self._present = present
+        return self._present
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One packer at a time across processes (DDP ranks read the cache at once)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _pack_header(self) -> dict[str, Any] | None:
+        headers = sorted(self.directory.glob("pack-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+        return json.loads(headers[-1].read_text()) if headers else None
+
+    def _pack(self) -> None:
+        """Write the old pack's rows and every shard's new rows into the next pack, a field at a time, then
+        drop what it absorbed. Rows stream through: memory holds one shard, never the table."""
+        header, old = self._pack_header(), self._map_pack()
+        shards = sorted(self.directory.glob("shard-*.pt"))
+        ids, labels = list(old.image_ids) if old else [], [old.labels] if old else []
+        seen, take = set(ids), []
+        for path in shards:
+            shard = _load_shard(path)
+            rows = [row for row, image_id in enumerate(shard["image_ids"]) if image_id not in seen]
+            seen.update(shard["image_ids"])
+            ids += [shard["image_ids"][row] for row in rows]
+            labels.append(shard["labels"][rows])
+            take.append((path, rows))
+        widths = {name: int(t.shape[1]) for name, t in old.fields.items()} if old else _widths(shards[0])
+        generation = header["generation"] + 1 if header else 0
+        data_path = self.directory / f"pack-{generation}.bin"
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as handle:
+                for name in widths:
+                    if old is not None:
+                        for chunk in old.fields[name].split(_CHUNK_ROWS):
+                            handle.write(chunk.numpy().tobytes())
+                    for shard_path, rows in take:
+                        handle.write(_load_shard(shard_path)[name][rows].float().contiguous().numpy().tobytes())
+
+        atomic_write(data_path, write)
+        new_header = {
+            "generation": generation,
+            "image_ids": ids,
+            "labels": torch.cat(labels).tolist(),
+            "widths": widths,
+        }
+        atomic_write(self.directory / f"pack-{generation}.json", lambda p: p.write_text(json.dumps(new_header)))
+        for path in [*shards, *self.directory.glob("pack-*")]:
+            if path.name not in (data_path.name, f"pack-{generation}.json"):
+                path.unlink(missing_ok=True)  # a reader still mapping an old pack keeps its pages
+        log.info("cache %s: packed %d rows", self.directory, len(ids))
+
+    def _map_pack(self) -> RowTable | None:
+        header = self._pack_header()
+        if header is None:
+            return None
+        count, widths = len(header["image_ids"]), header["widths"]
+        total = count * sum(widths.values())
+        path = self.directory / f"pack-{header['generation']}.bin"
+        flat = torch.from_file(str(path), shared=False, size=total, dtype=torch.float32)  # mapped, not read
+        fields, offset = {}, 0
+        for name, width in widths.items():
+            fields[name] = flat[offset : offset + count * width].view(count, width)
+            offset += count * width
+        return RowTable(header["image_ids"], torch.tensor(header["labels"], dtype=torch.long), fields)
+
+
+def _load_shard(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _widths(shard_path: Path) -> dict[str, int]:
+    shard = _load_shard(shard_path)
+    return {name: int(shard[name].shape[1]) for name in ROW_FIELDS if shard.get(name) is not None}

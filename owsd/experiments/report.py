@@ -14,17 +14,9 @@ from owsd.errors import ConfigError
 from owsd.experiments.paper import FIGURE2_TEXT, published
 from owsd.experiments.records import Cell, RunFolder, Stat
 from owsd.iin_module import PLAINTEXT_CLOUD
+from owsd.training import METHODS
 
 OWSD = "embedding+cloud"
-METHODS = {  # row labels of every results table, `owsd fit`'s included
-    OWSD: "IIN embedding+cloud (OWSD)",
-    "embedding": "IIN embedding (ablation)",
-    "cloud": "IIN cloud (ablation)",
-    "embedding+plaintext_cloud": "IIN embedding+plaintext_cloud (upper bound)",
-    "linear_probe": "linear probe on the embedding (sends nothing)",
-    "encoder_head": "encoder's own classifier head (sends nothing)",
-    PLAINTEXT_CLOUD: "cloud on plaintext images (upper bound)",
-}
 TITLES = {
     "uc1": "Table 1 — use case 1: the cloud's own labels",
     "uc2": "Table 2 — use case 2: subsets of the cloud's labels",

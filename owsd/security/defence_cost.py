@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Trainer
 
 from owsd.components.scrambler import Defences
 from owsd.datamodule import OWSDDataModule
-from owsd.iin_module import IINModule, fit_and_test, variant
+from owsd.iin_module import IINModule
+from owsd.pipeline import Pipeline
+from owsd.training import measure
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +32,22 @@ def defence_costs(
     make_trainer: Callable[[], Trainer],
     defences: list[Defences],
     seed: int,
+    threads: int,
 ) -> list[dict]:
     """Test top-1/top-5 of the OWSD IIN (`embedding+cloud`) per defence, of the `cloud` IIN (what the cloud's
     answers alone still tell the user), and of the `embedding` IIN (sending nothing at all)."""
 
-    def measure(pipeline: OWSDDataModule, iin_input: str) -> dict[str, float]:
-        pipeline.prepare_cache(make_trainer())
-        seed_everything(seed, verbose=False)
-        iin = variant(model, iin_input)
-        metrics = fit_and_test(make_trainer(), iin, pipeline)
-        return {"top1": metrics[f"test/{iin.name}/top1"], "top5": metrics[f"test/{iin.name}/top5"]}
+    def measured(pipeline: Pipeline, inputs: list[str]) -> dict[str, dict[str, float]]:
+        defended = OWSDDataModule.of(pipeline, data.split_settings, data.batch_size)
+        defended.prepare_cache(make_trainer())
+        return measure(defended, model, make_trainer, inputs, seed, linear_probe=False, threads=threads)
 
-    sending_nothing = measure(data, "embedding")
+    sending_nothing = measured(data.pipeline, ["embedding"])["embedding"]
     rows = []
-    for defence in [data.scrambler.defences, *defences]:
+    for defence in [data.pipeline.scrambler.defences, *defences]:
         # A defended pipeline needs no plaintext answers; the configured one keeps them, so its cache is reused.
-        pipeline = data if defence == data.scrambler.defences else data.replace(
-            scrambler=replace(data.scrambler, defences=defence), plaintext_baseline=False
-        )  # fmt: skip
-        accuracy, cloud_only = measure(pipeline, "embedding+cloud"), measure(pipeline, "cloud")
+        results = measured(data.pipeline.with_defences(defence), ["embedding+cloud", "cloud"])
+        accuracy, cloud_only = results["embedding+cloud"], results["cloud"]
         rows.append(
             {
                 "defence": defence_name(defence),

@@ -17,6 +17,7 @@ from owsd.components.key import Key
 from owsd.components.scrambler import Scrambler, ScramblerSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
+from owsd.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,15 @@ class Material:
 
 def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Material:
     """Fill the cache for the data module's split (a no-op on a hit), then read and re-scramble it."""
-    if len(data.encoders) != 1:
+    pipeline = data.pipeline
+    if len(pipeline.encoders) != 1:
         raise ConfigError("the attack suite and analysis target one generator: give data.encoders one encoder")
     data.prepare_cache(trainer)
     positions = data.split.all
-    image_ids = data.image_ids(positions)
-    rows = data.pairs(positions).tensors
+    image_ids = pipeline.image_ids(positions)
+    rows = data.read_pairs(positions).tensors
     log.info("loading %d private images at %d×%d", len(positions), original_size, original_size)
-    originals = torch.stack([data.source.load(position, original_size) for position in positions])
+    originals = torch.stack([pipeline.source.load(position, original_size) for position in positions])
     return Material(
         image_ids,
         positions,
@@ -62,27 +64,25 @@ def gather(data: OWSDDataModule, trainer: Trainer, original_size: int) -> Materi
         rows["cloud"],
         rows.get("plaintext_cloud"),
         originals,
-        scramble(data, rows["embedding"], image_ids, positions),
+        scramble(pipeline, rows["embedding"], image_ids, positions),
     )
 
 
-def scrambler_for(
-    data: OWSDDataModule, embedding_dim: int, settings: ScramblerSettings | None = None, key: Key | None = None
-) -> Scrambler:
+def scrambler_for(pipeline: Pipeline, settings: ScramblerSettings | None = None, key: Key | None = None) -> Scrambler:
     """The first encoder's scrambler: as configured, or with other `settings` (defences, width) or `key`."""
-    return data.scramblers(key or data.key(), [embedding_dim], settings)[0]
+    return pipeline.scramblers(settings, key)[0]
 
 
 def scramble(
-    data: OWSDDataModule,
+    pipeline: Pipeline,
     embeddings: torch.Tensor,
     image_ids: list[str],
     positions: list[int],
     settings: ScramblerSettings | None = None,
     key: Key | None = None,
 ) -> torch.Tensor:
-    """The uint8 images `scrambler_for(data, ..., settings, key)` sends for these embeddings."""
-    scrambler = scrambler_for(data, embeddings.shape[1], settings, key)
+    """The uint8 images `scrambler_for(pipeline, settings, key)` sends for these embeddings."""
+    scrambler = scrambler_for(pipeline, settings, key)
     parts = [
         scrambler.scramble(embeddings[i : i + _CHUNK], image_ids[i : i + _CHUNK], positions[i : i + _CHUNK]).pixels
         for i in range(0, len(image_ids), _CHUNK)

@@ -16,13 +16,13 @@ from lightning.pytorch import Trainer
 
 from owsd.attacks.clustering import cluster_agreement
 from owsd.attacks.common import pixel_features
-from owsd.components.encoder import Encoder
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import Key
 from owsd.components.scrambler import Defences, ScramblerSettings
 from owsd.data.selection import SplitSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.iin_module import IINModule
+from owsd.pipeline import Pipeline
 from owsd.security.budget import key_budget, linkability_verdict
 from owsd.security.curves import Curve, Views, clustering_curves, label_leakage_curves, subsample
 from owsd.security.defence_cost import defence_costs, defence_name
@@ -30,6 +30,7 @@ from owsd.security.known_pairs import Partition, inversion_curves, key_recovery_
 from owsd.security.linking import changed_embeddings, linkability_curve
 from owsd.security.material import Material, gather, scramble, scrambler_for
 from owsd.security.settings import AttackSettings
+from owsd.threads import SMALL_MODEL_THREADS, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +43,29 @@ class SuiteResult:
 
 
 def run_suite(
-    data: OWSDDataModule, model: IINModule, make_trainer: Callable[[], Trainer], settings: AttackSettings
+    data: OWSDDataModule,
+    model: IINModule,
+    make_trainer: Callable[[], Trainer],
+    settings: AttackSettings,
+    threads: int = SMALL_MODEL_THREADS,
 ) -> SuiteResult:
-    """Gather the material (one cache fill), run the attacks, then each defence, then read the budget."""
+    """Gather the material (one cache fill), run the attacks, then each defence, then read the budget; the
+    attacks' small models and the defences' IINs on `threads` torch threads."""
     split = SplitSettings(
         labels=data.split_settings.labels, images_per_label=settings.images_per_label, seed=settings.seed
     )
-    pipeline = data.replace(split=split)
-    per_label = Counter(pipeline.source.items[position][1] for position in pipeline.split.all)
-    settings.check_fits(len(pipeline.split.all), min(per_label.values()))  # before any expensive work
+    suite_data = data.with_split(split)
+    source = data.pipeline.source
+    per_label = Counter(source.items[position][1] for position in suite_data.split.all)
+    settings.check_fits(len(suite_data.split.all), min(per_label.values()))  # before any expensive work
     original_size = max(settings.pixel_size, settings.reconstruction.output_size)
-    material = gather(pipeline, make_trainer(), original_size)
-    log.info("attack suite on %d images of %d labels", len(material), len(pipeline.split.labels))
-    runner = _Runner(pipeline, material, settings)
-    curves = runner.curves(material.scrambled, reference=True)
-    key_separation = {}
-    for defence in settings.defences:
-        log.info("defence %s", defence_name(defence))
-        defended = scramble(
-            pipeline, material.embeddings, material.image_ids, material.positions, runner.with_defence(defence)
+    material = gather(suite_data, make_trainer(), original_size)
+    log.info("attack suite on %d images of %d labels", len(material), len(suite_data.split.labels))
+    with torch_threads(threads):
+        curves, key_separation = _attack(
+            _Runner(data.pipeline, material, settings, len(suite_data.split.labels)), material, settings
         )
-        measured = {curve.key: curve.scrambled for curve in runner.curves(defended, reference=False, defence=defence)}
-        for curve in curves:
-            if curve.key in measured:
-                curve.defences[defence_name(defence)] = measured[curve.key]
-        if defence.rotate_every:
-            key_separation[defence_name(defence)] = runner.key_separation(defended, defence)
-    costs = defence_costs(data, model, make_trainer, settings.defences, settings.seed)
+    costs = defence_costs(data, model, make_trainer, settings.defences, settings.seed, threads)
     for row in costs:
         if row["defence"] in key_separation:
             row["key_separation_nmi"] = key_separation[row["defence"]]
@@ -83,18 +80,37 @@ def run_suite(
     return SuiteResult(curves, costs, budget)
 
 
+def _attack(runner: _Runner, material: Material, settings: AttackSettings) -> tuple[list[Curve], dict[str, float]]:
+    """Every curve on the configured scrambler, each defence's values added to it, and how well rotated keys
+    can be told apart (per rotating defence)."""
+    curves = runner.curves(material.scrambled, reference=True)
+    key_separation = {}
+    for defence in settings.defences:
+        log.info("defence %s", defence_name(defence))
+        defended = scramble(
+            runner.pipeline, material.embeddings, material.image_ids, material.positions, runner.with_defence(defence)
+        )
+        measured = {curve.key: curve.scrambled for curve in runner.curves(defended, reference=False, defence=defence)}
+        for curve in curves:
+            if curve.key in measured:
+                curve.defences[defence_name(defence)] = measured[curve.key]
+        if defence.rotate_every:
+            key_separation[defence_name(defence)] = runner.key_separation(defended, defence)
+    return curves, key_separation
+
+
 class _Runner:
     """Runs the selected attacks on one set of scrambled images (the configured ones, or a defence's)."""
 
-    def __init__(self, data: OWSDDataModule, material: Material, settings: AttackSettings) -> None:
-        self.data, self.material, self.settings = data, material, settings
+    def __init__(self, pipeline: Pipeline, material: Material, settings: AttackSettings, classes: int) -> None:
+        self.pipeline, self.material, self.settings = pipeline, material, settings
         r = settings.resources
         self.partition = Partition.draw(len(material), r.public, r.held_out, settings.seed)
         self.original_pixels = pixel_features(material.originals, settings.pixel_size)
-        self.classes = len(data.split.labels)
+        self.classes = classes
 
     def with_defence(self, defence: Defences) -> ScramblerSettings:
-        return replace(self.data.scrambler, defences=defence)
+        return replace(self.pipeline.scrambler, defences=defence)
 
     def curves(self, scrambled: torch.Tensor, reference: bool, defence: Defences | None = None) -> list[Curve]:
         """With `reference`, also the unscrambled and chance curves (and the costliest attacks, which the
@@ -116,32 +132,31 @@ class _Runner:
         if reference and "reconstruction" in s.attacks:
             curves += reconstruction_curves(scrambled, m.originals, self.partition, r.pairs, s.reconstruction, seed)
         if reference and "key_recovery" in s.attacks:
-            widths = s.key_recovery.channels or sorted({self.data.scrambler.channels, 16}, reverse=True)
+            widths = s.key_recovery.channels or sorted({self.pipeline.scrambler.channels, 16}, reverse=True)
             curves += key_recovery_curves(
                 self.scramble_width, self.generator_of, m.embeddings, self.partition, r.key_recovery_pairs,
-                self.data.scrambler.size, s.key_recovery, seed, widths,
+                self.pipeline.scrambler.size, s.key_recovery, seed, widths,
             )  # fmt: skip
         return curves
 
     def scramble_width(self, channels: int, rows: torch.Tensor) -> torch.Tensor:
         """The bytes a generator of `channels` width sends for these rows (the configured one: as sent)."""
-        if channels == self.data.scrambler.channels:
+        if channels == self.pipeline.scrambler.channels:
             return self.material.scrambled[rows]
         m, index = self.material, rows.tolist()
-        settings = replace(self.data.scrambler, channels=channels)
-        return scramble(
-            self.data, m.embeddings[rows], [m.image_ids[i] for i in index], [m.positions[i] for i in index], settings
-        )
+        settings = replace(self.pipeline.scrambler, channels=channels)
+        ids, positions = [m.image_ids[i] for i in index], [m.positions[i] for i in index]
+        return scramble(self.pipeline, m.embeddings[rows], ids, positions, settings)
 
     def generator_of(self, channels: int) -> ScramblingGenerator:
         """The key's generator of `channels` width (its first, when keys rotate)."""
-        settings = replace(self.data.scrambler, channels=channels)
-        return scrambler_for(self.data, self.material.embeddings.shape[1], settings).generator(0)
+        settings = replace(self.pipeline.scrambler, channels=channels)
+        return scrambler_for(self.pipeline, settings).generator(0)
 
     def key_separation(self, scrambled: torch.Tensor, defence: Defences) -> float:
         """How well k-means on the pixels alone sorts rotated submissions by key (NMI with the key number):
         near 1, an adversary can split them by key and attack each key on its own."""
-        scrambler = scrambler_for(self.data, self.material.embeddings.shape[1], self.with_defence(defence))
+        scrambler = scrambler_for(self.pipeline, self.with_defence(defence))
         keys = torch.tensor(scrambler.rotation_of(self.material.positions))
         features = pixel_features(scrambled, self.settings.pixel_size)
         separation = cluster_agreement(features, keys, len(keys.unique()), seed=self.settings.seed)
@@ -155,19 +170,20 @@ class _Runner:
         """Rows resubmitted in the linkability attack, and the embeddings of their originals and changed copies
         (computed once, for the configured scrambler and every defence)."""
         rows = subsample(self.settings.linkability_images, len(self.material), self.settings.seed).tolist()
-        images = torch.stack([self.data.source.load(self.material.positions[i], self.data.image_size) for i in rows])
-        encoder = Encoder(self.data.encoders[0])
+        pipeline = self.pipeline
+        images = torch.stack([pipeline.source.load(self.material.positions[i], pipeline.image_size) for i in rows])
+        (encoder,) = pipeline.build_encoders()
         with torch.inference_mode():
             changed = changed_embeddings(images, lambda x: torch.cat([encoder(chunk) for chunk in x.split(64)]))
         return rows, {"original": self.material.embeddings[rows], **changed}
 
     def linkability(self, reference: bool, defence: Defences | None) -> Curve:
         (rows, embeddings), m = self.copies, self.material
-        settings = self.data.scrambler if defence is None else self.with_defence(defence)
+        settings = self.pipeline.scrambler if defence is None else self.with_defence(defence)
         positions = [m.positions[i] for i in rows]
 
         def under(key: Key | None) -> Callable[[torch.Tensor, list[str]], torch.Tensor]:
-            return lambda embeddings, ids: scramble(self.data, embeddings, ids, positions, settings, key)
+            return lambda embeddings, ids: scramble(self.pipeline, embeddings, ids, positions, settings, key)
 
         other = (
             under(Key(hashlib.sha256(f"owsd/another-key/{self.settings.seed}".encode()).digest()))

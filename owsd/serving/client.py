@@ -122,6 +122,7 @@ class RemoteCloudClient(CloudClient):
         self.binary = cloud.binary if cloud.binary is not None else self._speaks_binary()
 
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.cpu()  # the bytes go over the wire from the host, whatever device scrambled them
         batches = [pixels[i : i + self.cloud.batch_size].numpy() for i in range(0, len(pixels), self.cloud.batch_size)]
         with ThreadPoolExecutor(self.cloud.concurrency) as pool:
             futures = [pool.submit(self._infer, batch) for batch in batches]

@@ -9,6 +9,7 @@ import torch
 
 from owsd.cli import main
 from owsd.components.ledger import KeyLedger
+from owsd.data.cache import PairCache
 from owsd.iin_module import IINModule
 from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
 
@@ -39,10 +40,10 @@ def test_predict_answers_as_the_iin_does_on_the_cached_test_pairs(fitted, capsys
     assert len(rows) == 20 and all(row["true_label"] == Path(row["image"]).parent.name for row in rows)
     assert "20 images in" in capsys.readouterr().out
     model = IINModule.load_from_checkpoint(checkpoint).eval()
-    pairs = torch.load(next((workdir / "cache").rglob("shard-*.pt")), weights_only=False)
-    ids = pairs["image_ids"]
+    table = PairCache.existing(next((workdir / "cache").iterdir())).table()
+    ids = table.image_ids
     with torch.no_grad():
-        cached = torch.softmax(model({"embedding": pairs["embedding"], "cloud": pairs["cloud"]}), 1)
+        cached = torch.softmax(model({"embedding": table.fields["embedding"], "cloud": table.fields["cloud"]}), 1)
     by_image = {Path(row["image"]).relative_to(TINY_IMAGES).as_posix(): row for row in rows}
     for image_id, probabilities in zip(ids, cached):
         top = by_image[image_id]["top"][0]

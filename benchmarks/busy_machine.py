@@ -1,0 +1,167 @@
+"""Does owsd stay usable on a busy machine? Start-up of the key commands, and a tiny IIN fit idle vs loaded.
+
+Shared 2-core machines are where owsd runs in CI and on cheap VMs. Two things went wrong there: every
+command imported Lightning, timm and torch before doing anything (11-27 s for `owsd key list`), and
+torch's default of a thread per core made small fits 10x slower as soon as other processes took the cores.
+This measures (a) the median start-up of `owsd --help`, `owsd key new`, `owsd key list` as fresh
+`python -m owsd` processes (re-exec included), and (b) a fixed-step fit of `InternalInferenceNetwork`
+(1,000 x 1,300 random features, 10 classes, Adam) at 1 and 2 torch threads, idle and then with CPU-bound
+processes on every core. A plain torch loop, not a Lightning Trainer: it times the threads, not Lightning.
+Targets: start-up < 1 s; busy <= 3x idle for the configuration owsd uses (`SMALL_MODEL_THREADS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from owsd.__main__ import PROCESS_ENVIRONMENT, keep_freed_memory
+from owsd.threads import SMALL_MODEL_THREADS
+
+STARTUP_TARGET_SECONDS = 1.0
+BUSY_TARGET_RATIO = 3.0
+FIT_TIMEOUT_SECONDS = 600.0  # a 2-thread fit on a loaded machine is slow, but never this slow
+
+
+def fit_worker(threads: int, epochs: int) -> None:
+    """Runs in its own process (torch reads OMP_WAIT_POLICY once, when it loads); prints the fit's seconds."""
+    import torch
+    from torch import nn
+
+    from owsd.components.iin import InternalInferenceNetwork
+    from owsd.threads import torch_threads
+
+    generator = torch.Generator().manual_seed(0)
+    features, labels = torch.randn(1000, 1300, generator=generator), torch.randint(0, 10, (1000,), generator=generator)
+    with torch_threads(threads):
+        torch.manual_seed(0)
+        network = InternalInferenceNetwork(1300, 10)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+        started = time.perf_counter()
+        for _ in range(epochs):
+            for batch in torch.randperm(1000).split(64):  # the data module's batch size, shuffled
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(network(features[batch]), labels[batch]).backward()
+                optimizer.step()
+        seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "threads": threads}))
+
+
+def timed_fit(threads: int, epochs: int) -> float:
+    """Seconds of one fit in a fresh process, which inherits this one's environment (the wait policy)."""
+    command = [sys.executable, __file__, "--fit-worker", str(threads), "--epochs", str(epochs)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=FIT_TIMEOUT_SECONDS, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def start_hogs(count: int, lifetime: float) -> list[subprocess.Popen]:
+    """CPU-bound processes standing in for other users. Each also stops itself after `lifetime` seconds,
+    so even a benchmark killed with SIGKILL leaves no spinning process behind for long."""
+    spin = f"import time\nend = time.monotonic() + {lifetime}\nwhile time.monotonic() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.wait()
+
+
+def startup_seconds(args: list[str], runs: int) -> float:
+    """Median wall time of `python -m owsd ARGS` (`{i}` in an argument becomes the run's number), in the
+    environment a user has: without the settings the command re-executes itself to add."""
+    environment = {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
+    times = []
+    for run in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "owsd", *(a.format(i=run) for a in args)],
+            env=environment, capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure_startup(runs: int) -> dict[str, float]:
+    from owsd.components.ledger import KeyLedger
+
+    with tempfile.TemporaryDirectory(prefix="owsd-bench-") as scratch:
+        ledger = Path(scratch) / "ledger.sqlite"
+        KeyLedger(ledger, "benchmark").register("0123456789abcdef", Path(scratch) / "k.key", time.time(), 100)
+        commands = {
+            "owsd --help": ["--help"],
+            "owsd key new TMP": ["key", "new", str(Path(scratch) / "key-{i}.key")],
+            "owsd key list --ledger TMP": ["key", "list", "--ledger", str(ledger)],
+        }
+        return {name: startup_seconds(args, runs) for name, args in commands.items()}
+
+
+def measure_fits(thread_counts: list[int], epochs: int, hogs: int) -> list[dict[str, float]]:
+    """Every setting idle first, then all of them under load, so the hogs run only as long as needed."""
+    idle = {threads: timed_fit(threads, epochs) for threads in thread_counts}
+    background = start_hogs(hogs, lifetime=FIT_TIMEOUT_SECONDS * len(thread_counts))
+    try:
+        time.sleep(0.5)  # let the hogs reach full speed
+        busy = {threads: timed_fit(threads, epochs) for threads in thread_counts}
+    finally:
+        stop(background)
+    return [
+        {"threads": t, "idle_seconds": idle[t], "busy_seconds": busy[t], "busy_over_idle": busy[t] / idle[t]}
+        for t in thread_counts
+    ]
+
+
+def main() -> None:
+    keep_freed_memory([sys.executable, __file__, *sys.argv[1:]])  # as the `owsd` command runs
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--runs", type=int, default=5, help="start-up runs per command (median)")
+    parser.add_argument("--epochs", type=int, default=30, help="fit epochs of 16 batches (about 5 s idle)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[SMALL_MODEL_THREADS, 2])
+    parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="CPU-bound background processes")
+    parser.add_argument("--fit-worker", type=int, metavar="THREADS", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.fit_worker is not None:
+        fit_worker(args.fit_worker, args.epochs)
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through `finally`: the hogs are killed
+
+    load = os.getloadavg()[0]
+    startup = measure_startup(args.runs)
+    print(f"start-up, median of {args.runs} (load average {load:.2f} before)")
+    for name, seconds in startup.items():
+        print(f"  {name:30}{seconds:6.2f} s  {'PASS' if seconds < STARTUP_TARGET_SECONDS else 'FAIL'}")
+    fits = measure_fits(args.threads, args.epochs, args.hogs)
+    print(f"\nIIN fit, {args.epochs} epochs x 16 batches, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"{args.hogs} CPU-bound processes when busy")  # fmt: skip
+    print(f"  {'setting':12}{'idle s':>9}{'busy s':>9}{'busy/idle':>11}")
+    for fit in fits:
+        mark = f"  target <= {BUSY_TARGET_RATIO:.0f}x: " if fit["threads"] == SMALL_MODEL_THREADS else ""
+        verdict = ("PASS" if fit["busy_over_idle"] <= BUSY_TARGET_RATIO else "FAIL") if mark else ""
+        print(f"  {str(fit['threads']) + ' thread(s)':12}{fit['idle_seconds']:9.2f}{fit['busy_seconds']:9.2f}"
+              f"{fit['busy_over_idle']:10.1f}x{mark}{verdict}")  # fmt: skip
+    if args.out:
+        result = {
+            "load_average_before": load,
+            "startup_median_seconds": startup,
+            "fits": fits,
+            "epochs": args.epochs,
+            "hogs": args.hogs,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

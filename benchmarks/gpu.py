@@ -1,0 +1,299 @@
+"""GPU precompute throughput: images/s of each stage of the paper's pipelines, and of the whole loop.
+
+For the paper's model sets with random weights (nothing is downloaded) on synthetic JPEGs (`SyntheticSource`,
+decoded with PIL on every load), it times each stage alone after warm-up batches, on the device, with a
+synchronisation around each: `decode` (the DataLoader with `--num_workers` workers, pinned memory on CUDA, on
+the host), `encoder` (host→device copy of the uint8 batch + encoder), `generator` (the keyed scrambler, always
+fp32 with autocast and TF32 off, to uint8), `cloud` (preprocess + classifier + softmax) and `cache write` (both
+vectors to the host and `torch.save`d like a cache shard). ideal = 1 / the sum of the stages' seconds per image;
+pipeline = images/s of the end-to-end loop (loader → encoder → generator → cloud → cache write); ratio =
+pipeline / ideal (above 1 when the loader's workers hide the decoding). `bf16` autocasts the encoder and the
+cloud only; fp32 leaves torch's defaults (cuDNN may use TF32 for their convolutions). On CUDA, models and
+inputs are channels_last.
+
+Design goal: on an H100/H200-class card, the UC5 models (resnet50 → generator → inception_v3) at bf16 on
+synthetic input reach ≥ 2,000 images/s with pipeline / ideal ≥ 0.9. Run it with:
+
+    python benchmarks/gpu.py --device cuda --precisions fp32 bf16 --models uc1 uc5 --out gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from owsd.__main__ import keep_freed_memory
+from owsd.components.cloud import LocalCloud
+from owsd.components.encoder import Encoder
+from owsd.components.generator import ScramblingGenerator
+from owsd.components.key import Key
+from owsd.components.timm_models import ModelSpec
+from owsd.data.synthetic import SyntheticSource
+from owsd.files import atomic_write
+
+MODEL_SETS = {  # encoder, cloud, scrambled image side
+    "uc1": ("resnet101", "legacy_xception", 256),
+    "uc5": ("resnet50", "inception_v3", 256),
+    "tiny": ("test_resnet", "test_efficientnet", 32),
+}
+STAGES = ("decode", "encoder", "generator", "cloud", "cache write")
+LOAD_SIZE = 256  # the side images are loaded at, as in the paper's precompute
+GOAL = {"models": "uc5", "precision": "bf16", "images_per_second": 2000.0, "ratio": 0.9}
+
+
+class HostBatches(Dataset):
+    """Item i is batch i of the source (positions wrap around), loaded at `LOAD_SIZE` and stacked."""
+
+    def __init__(self, source: SyntheticSource, batch_size: int) -> None:
+        self.source, self.batch_size = source, batch_size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        first = index * self.batch_size
+        images = len(self.source.items)
+        return torch.stack([self.source.load((first + j) % images, LOAD_SIZE) for j in range(self.batch_size)])
+
+
+class Epoch(Sampler[int]):
+    """Batches 0..count-1; `count` is set before each epoch so a warm-up can be shorter than a timed epoch."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.count))
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@contextlib.contextmanager
+def exact_fp32(device_type: str) -> Iterator[None]:
+    """No autocast and no TF32 convolutions: the scrambled bytes must not depend on the precision setting."""
+    cudnn = torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    if conv is None:  # torch < 2.9 knows only the legacy flag
+        flags = cudnn.flags(cudnn.enabled, cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False)
+        with flags, torch.autocast(device_type, enabled=False):
+            yield
+        return
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        conv.fp32_precision = before
+
+
+class Pipeline:
+    """The stages of one model set on one device; each returns what the next takes. Set `bf16` per run."""
+
+    def __init__(self, models: str, device: torch.device, shard_dir: Path) -> None:
+        encoder_name, cloud_name, size = MODEL_SETS[models]
+        layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.device, self.layout, self.shard_dir = device, layout, shard_dir
+        self.encoder = Encoder(ModelSpec(encoder_name, "random")).to(device, memory_format=layout)
+        key = Key.generate()  # never printed: only the generator's weights come from it
+        generator = ScramblingGenerator(key.derive("generator/0"), self.encoder.embedding_dim, size, 512)
+        self.generator = generator.to(device, memory_format=layout)
+        classifier, preprocess = LocalCloud(cloud_name, "random").build()
+        self.classifier = classifier.requires_grad_(False).eval().to(device, memory_format=layout)
+        self.preprocess = preprocess.to(device)
+        self.bf16 = False
+
+    def mixed(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the encoder and the cloud when `bf16` is set, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
+        with self.mixed():
+            return self.encoder(images)
+
+    def scramble(self, embeddings: torch.Tensor) -> torch.Tensor:
+        with exact_fp32(self.device.type):
+            return self.generator.to_pixels(ScramblingGenerator.standardise(embeddings.float()))
+
+    def ask(self, pixels: torch.Tensor) -> torch.Tensor:
+        with self.mixed():
+            return self.classifier(self.preprocess(pixels.contiguous(memory_format=self.layout))).softmax(-1)
+
+    def write(self, embeddings: torch.Tensor, vectors: torch.Tensor, index: int) -> None:
+        shard = {"embedding": embeddings.float().cpu(), "cloud": vectors.float().cpu()}
+        atomic_write(self.shard_dir / f"shard-{index}.pt", lambda path: torch.save(shard, path))
+
+    def run(self, images: torch.Tensor, index: int) -> None:
+        embeddings = self.encode(images)
+        self.write(embeddings, self.ask(self.scramble(embeddings)), index)
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU does not)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """`function(*args)` and its seconds, with the device idle before and done after."""
+    synchronise(device)
+    started = time.perf_counter()
+    result = function(*args)
+    synchronise(device)
+    return result, time.perf_counter() - started
+
+
+def one_round(pipeline: Pipeline, loader: DataLoader, epoch: Epoch, batches: int) -> tuple[dict[str, float], float]:
+    """Seconds of each stage alone over `batches` batches, and of the pipeline's loop over as many."""
+    device, seconds = pipeline.device, dict.fromkeys(STAGES, 0.0)
+    epoch.count = batches
+    started = time.perf_counter()
+    host = [batch for index, batch in enumerate(loader) if index == 0]  # the loader alone; keep one batch
+    seconds["decode"] = time.perf_counter() - started
+    for index in range(batches):
+        embeddings, encoder = timed(device, pipeline.encode, host[0])
+        pixels, generator = timed(device, pipeline.scramble, embeddings)
+        vectors, cloud = timed(device, pipeline.ask, pixels)
+        _, write = timed(device, pipeline.write, embeddings, vectors, index)
+        for stage, value in zip(STAGES[1:], (encoder, generator, cloud, write)):
+            seconds[stage] += value
+    synchronise(device)
+    started = time.perf_counter()
+    for index, batch in enumerate(loader):
+        pipeline.run(batch, index)
+    synchronise(device)
+    return seconds, time.perf_counter() - started
+
+
+def measure(pipeline: Pipeline, source: SyntheticSource, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Stage images/s (each alone), pipeline images/s, ideal and ratio at one batch size.
+
+    The stages alone and the pipeline each count their best of `--repeats` rounds: the one least disturbed by
+    whatever else the machine runs."""
+    epoch, workers = Epoch(), args.num_workers
+    loader = DataLoader(
+        HostBatches(source, batch_size),
+        batch_size=None,
+        sampler=epoch,
+        num_workers=workers,
+        pin_memory=pipeline.device.type == "cuda",
+        persistent_workers=workers > 0,  # the timed epochs do not pay for starting workers
+        prefetch_factor=4 if workers else None,
+    )
+    epoch.count = args.warmup
+    for index, batch in enumerate(loader):  # warm-up: workers, allocator, cuDNN
+        pipeline.run(batch, index)
+    rounds = [one_round(pipeline, loader, epoch, args.batches) for _ in range(args.repeats)]
+    seconds = min((stages for stages, _ in rounds), key=lambda stages: sum(stages.values()))
+    images = batch_size * args.batches
+    pipeline_rate = images / min(loop for _, loop in rounds)
+    ideal = images / sum(seconds.values())
+    stages = {stage: images / max(value, 1e-9) for stage, value in seconds.items()}
+    return {"stages": stages, "pipeline": pipeline_rate, "ideal": ideal, "ratio": pipeline_rate / ideal}
+
+
+def refuse(message: str) -> None:
+    """One line on stderr and exit 2: the machine cannot run what was asked."""
+    print(f"gpu.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_device(device: torch.device, precisions: list[str]) -> str:
+    """The device's name, after refusing a missing CUDA or a bf16 the device cannot autocast."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            refuse(f"--device {device} but CUDA is not available to torch {torch.__version__} on this machine")
+        if "bf16" in precisions and not torch.cuda.is_bf16_supported():
+            refuse(f"--precisions bf16 but {torch.cuda.get_device_name(device)} does not support bfloat16")
+        return torch.cuda.get_device_name(device)
+    if "bf16" in precisions and not torch.amp.autocast_mode.is_autocast_available(device.type):
+        refuse(f"--precisions bf16 but torch cannot autocast on device type {device.type!r}")
+    return platform.processor() or platform.machine() or device.type
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as plain text, images/s in every column but the ratio."""
+    header = f"{'models':8}{'precision':>10}{'batch':>7}" + "".join(f"{s:>13}" for s in STAGES)
+    header += f"{'pipeline':>11}{'ideal':>11}{'ratio':>7}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        line = f"{row['models']:8}{row['precision']:>10}{row['batch_size']:>7}"
+        line += "".join(f"{row['stages'][s]:13.1f}" for s in STAGES)
+        lines.append(line + f"{row['pipeline']:11.1f}{row['ideal']:11.1f}{row['ratio']:7.3f}")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; `--tiny` replaces `--models`."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[64, 128, 256, 512])
+    parser.add_argument("--batches", type=int, default=8, help="timed batches per stage and for the pipeline")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches first")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds; the best one counts")
+    parser.add_argument("--models", nargs="+", default=["uc1", "uc5"], choices=list(MODEL_SETS))
+    parser.add_argument("--tiny", action="store_true", help="timm's tiny test models only (same as --models tiny)")
+    parser.add_argument("--num_workers", type=int, default=min(16, max(1, (os.cpu_count() or 1) - 2)))
+    parser.add_argument("--jpeg_size", type=int, default=320, help="side of the synthetic JPEGs decoded")
+    parser.add_argument("--cache_dir", type=Path, help="where the shards are written (default: the temp dir)")
+    parser.add_argument("--out", type=Path, default=Path("gpu.json"), help="JSON file of the rows")
+    args = parser.parse_args(argv)
+    if min(args.batch_sizes + [args.batches, args.warmup, args.repeats]) < 1 or args.num_workers < 0:
+        parser.error("batch sizes, --batches, --warmup and --repeats must be ≥ 1, --num_workers ≥ 0")
+    args.models = ["tiny"] if args.tiny else args.models
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every model set × precision × batch size; print the table, write the JSON."""
+    args = parse(argv)
+    device = torch.device(args.device)
+    device_name = check_device(device, args.precisions)
+    source = SyntheticSource(max(args.batch_sizes) * args.batches, classes=10, image_size=args.jpeg_size)
+    source.load(0, LOAD_SIZE)  # encode the JPEG pool before the loader's workers fork
+    rows: list[dict[str, Any]] = []
+    with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="owsd-gpu-", dir=args.cache_dir) as scratch:
+        for models in args.models:
+            pipeline = Pipeline(models, device, Path(scratch))
+            for precision in args.precisions:
+                pipeline.bf16 = precision == "bf16"
+                for batch_size in args.batch_sizes:
+                    row = {"models": models, "precision": precision, "batch_size": batch_size}
+                    row.update(measure(pipeline, source, batch_size, args))
+                    rows.append(row)
+                    print(
+                        f"gpu.py: {models} {precision} batch {batch_size}: pipeline {row['pipeline']:.1f} images/s, "
+                        f"ideal {row['ideal']:.1f}, ratio {row['ratio']:.3f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            del pipeline
+    print(f"{device_name} ({device}), torch {torch.__version__}, {args.num_workers} workers, {args.batches} batches")
+    print(table(rows))
+    goal = [r for r in rows if r["models"] == GOAL["models"] and r["precision"] == GOAL["precision"]]
+    if goal:
+        best = max(goal, key=lambda r: r["pipeline"])
+        met = best["pipeline"] >= GOAL["images_per_second"] and best["ratio"] >= GOAL["ratio"]
+        verdict = "PASS" if met else "FAIL"
+        print(f"goal: uc5 bf16 ≥ 2000 images/s at ratio ≥ 0.9: {verdict} (best: batch {best['batch_size']})")
+    numbers = {"device": str(device), "device_name": device_name, "torch": torch.__version__, "rows": rows}
+    numbers.update(num_workers=args.num_workers, batches=args.batches, warmup=args.warmup, repeats=args.repeats)
+    numbers["threads"] = torch.get_num_threads()
+    args.out.write_text(json.dumps(numbers, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    keep_freed_memory([sys.executable, __file__, *sys.argv[1:]])  # as the `owsd` command runs
+    main()

@@ -1,0 +1,114 @@
+"""The pipeline: one per config, the cache it names (pinned for the demo and CI configs), precision and its refusals."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from owsd.commands.settings import experiment_parser, parse
+from owsd.components.cloud import LocalCloud
+from owsd.components.scrambler import ScramblerSettings
+from owsd.components.timm_models import ModelSpec
+from owsd.data.cache import fingerprint
+from owsd.data.sources import ImageFolderSource
+from owsd.errors import ConfigError
+from owsd.pipeline import Pipeline, normalised_precision
+from owsd.precompute import fill_cache
+from tests.conftest import REPO, TINY_CONFIG, TINY_IMAGES
+
+DEMO_CONFIG = REPO / "lightning_configs" / "demo.yaml"
+# Cache folder names (and description hashes) made by the code before the Pipeline existed, with this key.
+PINNED_KEY = bytes(range(32))
+DEMO_CACHE = "9ddc5a94e9dff299"
+CI_DESCRIPTION = "7a6aeefc00fca1ba"  # the CI config's, with the image folder's absolute path taken out
+
+
+def configured_pipeline(config: Path, tmp_path: Path, *overrides: str) -> Pipeline:
+    key = tmp_path / "pinned.key"
+    if not key.exists():
+        key.write_bytes(PINNED_KEY)
+        key.chmod(0o600)
+    args = ["pin", "--config", str(config), "--data.scrambler.key_file", str(key), *overrides]
+    _, objects, _ = parse(experiment_parser("pin", "pinned fingerprints", out=False), args)
+    return objects.data.pipeline
+
+
+def test_the_demo_cache_keeps_its_folder(tmp_path):
+    assert configured_pipeline(DEMO_CONFIG, tmp_path).cache.directory.name == DEMO_CACHE
+
+
+def test_the_ci_cache_keeps_its_description(tmp_path):
+    pipeline = configured_pipeline(TINY_CONFIG, tmp_path, "--data.source.init_args.root", str(TINY_IMAGES))
+    description = pipeline.cache.description
+    assert description["source"]["root"] == str(TINY_IMAGES.resolve())
+    assert fingerprint({**description, "source": {**description["source"], "root": "ROOT"}}) == CI_DESCRIPTION
+
+
+def test_precision_names_another_cache_and_contract(tmp_path):
+    full = configured_pipeline(TINY_CONFIG, tmp_path, "--data.source.init_args.root", str(TINY_IMAGES))
+    half = configured_pipeline(
+        TINY_CONFIG, tmp_path, "--data.source.init_args.root", str(TINY_IMAGES), "--trainer.precision", "bf16-mixed"
+    )
+    assert half.precision == "bf16-mixed" and "precision" not in full.contract
+    assert half.contract == {**full.contract, "precision": "bf16-mixed"}
+    assert half.cache.directory != full.cache.directory
+
+
+@pytest.mark.parametrize(
+    "spelling, meaning", [(None, "32-true"), (32, "32-true"), ("bf16", "bf16-mixed"), ("16", "16-mixed")]
+)
+def test_precisions_are_named_as_lightning_names_them(spelling, meaning):
+    assert normalised_precision(spelling) == meaning
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "8"])
+def test_a_precision_that_would_round_the_generator_is_refused(precision):
+    with pytest.raises(ConfigError, match=f"trainer.precision='{precision}'"):
+        normalised_precision(precision)
+
+
+def tiny_pipeline(tmp_path: Path, **settings) -> Pipeline:
+    scrambler = ScramblerSettings(
+        tmp_path / "k.key", create_key=True, size=32, channels=16, ledger_file=tmp_path / "ledger.sqlite"
+    )
+    return Pipeline(
+        ImageFolderSource(TINY_IMAGES),
+        [ModelSpec("test_efficientnet", "random")],
+        LocalCloud("test_resnet", "random"),
+        scrambler,
+        image_size=32,
+        cache_dir=tmp_path / "cache",
+        precompute_batch_size=8,
+        **settings,
+    )
+
+
+def test_16_mixed_on_a_cpu_is_refused_before_anything_is_sent(tmp_path):
+    pipeline = tiny_pipeline(tmp_path, precision="16-mixed")
+    trainer = Trainer(accelerator="cpu", precision="16-mixed", logger=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match="trainer.precision=16-mixed cannot run on the CPUAccelerator"):
+        fill_cache(pipeline, list(range(20)), trainer)
+    assert not (tmp_path / "ledger.sqlite").exists() and not pipeline.cache.directory.exists()
+
+
+def test_bf16_precompute_sends_the_bytes_of_float32_embeddings(tmp_path):
+    """The encoders run in bfloat16; the generator scrambles their (rounded) embeddings in float32, so the
+    bytes sent are exactly the float32 generator's for the embeddings cached."""
+    pipeline = tiny_pipeline(tmp_path, precision="bf16-mixed")
+    trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False)
+    fill_cache(pipeline, list(range(20)), trainer)
+    rows = pipeline.cache.read(pipeline.image_ids(list(range(20))))
+    (scrambler,) = pipeline.scramblers()
+    embeddings = rows.embedding
+    assert embeddings.dtype == torch.float32
+    assert torch.equal(embeddings, embeddings.bfloat16().float()), "the encoder ran in bfloat16"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = scrambler.scramble(embeddings, rows.image_ids, list(range(20))).pixels
+    assert torch.equal(under_autocast, scrambler.scramble(embeddings, rows.image_ids, list(range(20))).pixels)
+
+
+@pytest.mark.parametrize("workers", [-1, 10_000])
+def test_more_decoding_workers_than_cores_is_refused(tmp_path, workers):
+    with pytest.raises(ConfigError, match=f"data.num_workers={workers}"):
+        tiny_pipeline(tmp_path, num_workers=workers)
