@@ -4,9 +4,9 @@ Shared 2-core machines are where owsd runs in CI and on cheap VMs. Two things we
 command imported Lightning, timm and torch before doing anything (11-27 s for `owsd key list`), and
 torch's default of a thread per core made small fits 10x slower as soon as other processes took the cores.
 This measures (a) the median start-up of `owsd --help`, `owsd key new`, `owsd key list` as fresh
-`python -m owsd` processes (re-exec included), and (b) a fixed-step fit of `InternalInferenceNetwork`
-(1,000 x 1,300 random features, 10 classes, Adam) at 1 and 2 torch threads, idle and then with CPU-bound
-processes on every core. A plain torch loop, not a Lightning Trainer: it times the threads, not Lightning.
+`python -m owsd` processes (re-exec included), and (b) the demo's IIN fit as `owsd fit` runs it (see
+`fit_worker`), a fixed number of epochs, at 1 and 2 torch threads, idle and then with CPU-bound processes on
+every core.
 Targets: start-up < 1 s; busy <= 3x idle for the configuration owsd uses (`SMALL_MODEL_THREADS`).
 """
 
@@ -32,25 +32,32 @@ FIT_TIMEOUT_SECONDS = 600.0  # a 2-thread fit on a loaded machine is slow, but n
 
 
 def fit_worker(threads: int, epochs: int) -> None:
-    """Runs in its own process (torch reads OMP_WAIT_POLICY once, when it loads); prints the fit's seconds."""
+    """Runs in its own process (torch reads OMP_WAIT_POLICY once, when it loads); prints the fit's seconds.
+
+    The demo's IIN fit as `owsd fit` runs it (`owsd.training.fit_and_test`: a Lightning Trainer, early
+    stopping and checkpointing on the validation loss, then a test of the best checkpoint), on pairs of the
+    demo's shape: 700 training rows (and 370 for validation and test, the demo's 70 + 300) of a 1,280-d
+    embedding and a 1,000-d cloud vector."""
     import torch
-    from torch import nn
+    from iin_fit import synthetic_datamodule, synthetic_rows
+    from lightning.pytorch import Trainer
 
-    from owsd.components.iin import InternalInferenceNetwork
-    from owsd.threads import torch_threads
+    from owsd.cli import configure_logging
+    from owsd.iin_module import IINModule
+    from owsd.training import fit_and_test
 
-    generator = torch.Generator().manual_seed(0)
-    features, labels = torch.randn(1000, 1300, generator=generator), torch.randint(0, 10, (1000,), generator=generator)
-    with torch_threads(threads):
-        torch.manual_seed(0)
-        network = InternalInferenceNetwork(1300, 10)
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    configure_logging()
+    rows = synthetic_rows(1070, 1280, 1000, 10, separation=3.0, seed=0)
+    data = synthetic_datamodule(rows, 10, val_fraction=370 / 1070, batch_size=64)
+    data.pairs["test"] = data.pairs["val"]
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="owsd-bench-") as scratch:
+        trainer = Trainer(
+            accelerator="cpu", devices=1, max_epochs=epochs, default_root_dir=scratch, logger=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
         started = time.perf_counter()
-        for _ in range(epochs):
-            for batch in torch.randperm(1000).split(64):  # the data module's batch size, shuffled
-                optimizer.zero_grad()
-                nn.functional.cross_entropy(network(features[batch]), labels[batch]).backward()
-                optimizer.step()
+        fit_and_test(trainer, IINModule(patience=epochs), data, threads)
         seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "threads": threads}))
 
@@ -125,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--runs", type=int, default=5, help="start-up runs per command (median)")
-    parser.add_argument("--epochs", type=int, default=30, help="fit epochs of 16 batches (about 5 s idle)")
+    parser.add_argument("--epochs", type=int, default=40, help="IIN epochs (the demo's max_epochs; no early stop)")
     parser.add_argument("--threads", type=int, nargs="+", default=[SMALL_MODEL_THREADS, 2])
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="CPU-bound background processes")
     parser.add_argument("--fit-worker", type=int, metavar="THREADS", help=argparse.SUPPRESS)
@@ -141,7 +148,7 @@ def main() -> None:
     for name, seconds in startup.items():
         print(f"  {name:30}{seconds:6.2f} s  {'PASS' if seconds < STARTUP_TARGET_SECONDS else 'FAIL'}")
     fits = measure_fits(args.threads, args.epochs, args.hogs)
-    print(f"\nIIN fit, {args.epochs} epochs x 16 batches, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+    print(f"\nthe demo's IIN fit, {args.epochs} epochs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"{args.hogs} CPU-bound processes when busy")  # fmt: skip
     print(f"  {'setting':12}{'idle s':>9}{'busy s':>9}{'busy/idle':>11}")
     for fit in fits:

@@ -3,9 +3,10 @@
 For the paper's model sets with random weights (nothing is downloaded) on synthetic JPEGs (`SyntheticSource`,
 decoded with PIL on every load), it times each stage alone after warm-up batches, on the device, with a
 synchronisation around each: `decode` (the DataLoader with `--num_workers` workers, pinned memory on CUDA, on
-the host), `encoder` (host→device copy of the uint8 batch + encoder), `generator` (the keyed scrambler, always
-fp32 with autocast and TF32 off, to uint8), `cloud` (preprocess + classifier + softmax) and `cache write` (both
-vectors to the host and `torch.save`d like a cache shard). ideal = 1 / the sum of the stages' seconds per image;
+the host), `encoder` (host→device copy of the uint8 batch + encoder), `generator` (the pipeline's keyed
+scrambler, always fp32 with autocast and TF32 off, to uint8), `cloud` (the key ledger's record of the bytes,
+then preprocess + classifier + softmax) and `cache write` (a cache shard of both vectors). Every stage is the
+owsd `Pipeline`'s own part, so the figures are precompute's. ideal = 1 / the sum of the stages' seconds per image;
 pipeline = images/s of the end-to-end loop (loader → encoder → generator → cloud → cache write); ratio =
 pipeline / ideal (above 1 when the loader's workers hide the decoding). `bf16` autocasts the encoder and the
 cloud only; fp32 leaves torch's defaults (cuDNN may use TF32 for their convolutions). On CUDA, models and
@@ -36,12 +37,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
-from owsd.components.encoder import Encoder
-from owsd.components.generator import ScramblingGenerator
-from owsd.components.key import Key
+from owsd.components.generator import ScrambledImages
+from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.synthetic import SyntheticSource
-from owsd.files import atomic_write
+from owsd.pipeline import Pipeline
 
 MODEL_SETS = {  # encoder, cloud, scrambled image side
     "uc1": ("resnet101", "legacy_xception", 256),
@@ -51,6 +51,7 @@ MODEL_SETS = {  # encoder, cloud, scrambled image side
 STAGES = ("decode", "encoder", "generator", "cloud", "cache write")
 LOAD_SIZE = 256  # the side images are loaded at, as in the paper's precompute
 GOAL = {"models": "uc5", "precision": "bf16", "images_per_second": 2000.0, "ratio": 0.9}
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}  # this benchmark's names → trainer.precision
 
 
 class HostBatches(Dataset):
@@ -59,10 +60,10 @@ class HostBatches(Dataset):
     def __init__(self, source: SyntheticSource, batch_size: int) -> None:
         self.source, self.batch_size = source, batch_size
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        first = index * self.batch_size
-        images = len(self.source.items)
-        return torch.stack([self.source.load((first + j) % images, LOAD_SIZE) for j in range(self.batch_size)])
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        positions = [(index * self.batch_size + j) % len(self.source.items) for j in range(self.batch_size)]
+        images = torch.stack([self.source.load(position, LOAD_SIZE) for position in positions])
+        return {"image": images, "position": positions}
 
 
 class Epoch(Sampler[int]):
@@ -78,65 +79,53 @@ class Epoch(Sampler[int]):
         return self.count
 
 
-@contextlib.contextmanager
-def exact_fp32(device_type: str) -> Iterator[None]:
-    """No autocast and no TF32 convolutions: the scrambled bytes must not depend on the precision setting."""
-    cudnn = torch.backends.cudnn
-    conv = getattr(cudnn, "conv", None)
-    if conv is None:  # torch < 2.9 knows only the legacy flag
-        flags = cudnn.flags(cudnn.enabled, cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False)
-        with flags, torch.autocast(device_type, enabled=False):
-            yield
-        return
-    before = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    try:
-        with torch.autocast(device_type, enabled=False):
-            yield
-    finally:
-        conv.fp32_precision = before
+class Stages:
+    """The precompute stages of one owsd `Pipeline` on one device, each returning what the next takes.
 
+    The real parts: the pipeline's encoder, its keyed scrambler (float32 whatever the precision), its cloud
+    client with the key ledger (each batch's bytes hashed on the host before it is sent) and its cache."""
 
-class Pipeline:
-    """The stages of one model set on one device; each returns what the next takes. Set `bf16` per run."""
-
-    def __init__(self, models: str, device: torch.device, shard_dir: Path) -> None:
+    def __init__(self, models: str, source: SyntheticSource, device: torch.device, scratch: Path) -> None:
         encoder_name, cloud_name, size = MODEL_SETS[models]
-        layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        self.device, self.layout, self.shard_dir = device, layout, shard_dir
-        self.encoder = Encoder(ModelSpec(encoder_name, "random")).to(device, memory_format=layout)
-        key = Key.generate()  # never printed: only the generator's weights come from it
-        generator = ScramblingGenerator(key.derive("generator/0"), self.encoder.embedding_dim, size, 512)
-        self.generator = generator.to(device, memory_format=layout)
-        classifier, preprocess = LocalCloud(cloud_name, "random").build()
-        self.classifier = classifier.requires_grad_(False).eval().to(device, memory_format=layout)
-        self.preprocess = preprocess.to(device)
-        self.bf16 = False
+        settings = ScramblerSettings(
+            scratch / f"{models}.key", create_key=True, size=size, ledger_file=scratch / "ledger.sqlite"
+        )  # a throwaway key: never printed, only its generator's weights are used
+        self.pipeline = Pipeline(
+            source, [ModelSpec(encoder_name, "random")], LocalCloud(cloud_name, "random"), settings,
+            image_size=LOAD_SIZE, cache_dir=scratch / "cache",
+        )  # fmt: skip
+        self.device, self.layout = device, torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        (encoder,) = self.pipeline.build_encoders()
+        self.encoder = encoder.to(device, memory_format=self.layout)
+        (self.scrambler,) = self.pipeline.scramblers()
+        self.cloud = self.pipeline.open_cloud("benchmark").to(device, memory_format=self.layout)
+        self.pipeline.cache.prepare()
+        self.precision = "32-true"
 
     def mixed(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for the encoder and the cloud when `bf16` is set, else nothing."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        """The encoder's and the cloud's arithmetic at `precision`, as precompute runs them."""
+        return self.pipeline.replace(precision=self.precision).autocast(self.device)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         with self.mixed():
             return self.encoder(images)
 
-    def scramble(self, embeddings: torch.Tensor) -> torch.Tensor:
-        with exact_fp32(self.device.type):
-            return self.generator.to_pixels(ScramblingGenerator.standardise(embeddings.float()))
+    def scramble(self, embeddings: torch.Tensor, positions: list[int]) -> ScrambledImages:
+        return self.scrambler.scramble(embeddings, self.pipeline.image_ids(positions), positions)
 
-    def ask(self, pixels: torch.Tensor) -> torch.Tensor:
+    def ask(self, scrambled: ScrambledImages) -> torch.Tensor:
         with self.mixed():
-            return self.classifier(self.preprocess(pixels.contiguous(memory_format=self.layout))).softmax(-1)
+            return self.cloud(scrambled)
 
-    def write(self, embeddings: torch.Tensor, vectors: torch.Tensor, index: int) -> None:
-        shard = {"embedding": embeddings.float().cpu(), "cloud": vectors.float().cpu()}
-        atomic_write(self.shard_dir / f"shard-{index}.pt", lambda path: torch.save(shard, path))
+    def write(self, embeddings: torch.Tensor, vectors: torch.Tensor, positions: list[int]) -> None:
+        labels = torch.tensor([self.pipeline.source.items[position][1] for position in positions])
+        fields = {"embedding": embeddings, "cloud": vectors}
+        self.pipeline.cache.write_shard(self.pipeline.image_ids(positions), labels, fields)
 
-    def run(self, images: torch.Tensor, index: int) -> None:
-        embeddings = self.encode(images)
-        self.write(embeddings, self.ask(self.scramble(embeddings)), index)
+    def run(self, batch: dict[str, Any]) -> None:
+        embeddings = self.encode(batch["image"])
+        self.write(embeddings, self.ask(self.scramble(embeddings, batch["position"])), batch["position"])
 
 
 def synchronise(device: torch.device) -> None:
@@ -154,29 +143,30 @@ def timed(device: torch.device, function: Callable[..., Any], *args: Any) -> tup
     return result, time.perf_counter() - started
 
 
-def one_round(pipeline: Pipeline, loader: DataLoader, epoch: Epoch, batches: int) -> tuple[dict[str, float], float]:
+def one_round(stages: Stages, loader: DataLoader, epoch: Epoch, batches: int) -> tuple[dict[str, float], float]:
     """Seconds of each stage alone over `batches` batches, and of the pipeline's loop over as many."""
-    device, seconds = pipeline.device, dict.fromkeys(STAGES, 0.0)
+    device, seconds = stages.device, dict.fromkeys(STAGES, 0.0)
     epoch.count = batches
     started = time.perf_counter()
     host = [batch for index, batch in enumerate(loader) if index == 0]  # the loader alone; keep one batch
     seconds["decode"] = time.perf_counter() - started
-    for index in range(batches):
-        embeddings, encoder = timed(device, pipeline.encode, host[0])
-        pixels, generator = timed(device, pipeline.scramble, embeddings)
-        vectors, cloud = timed(device, pipeline.ask, pixels)
-        _, write = timed(device, pipeline.write, embeddings, vectors, index)
+    positions = host[0]["position"]
+    for _ in range(batches):
+        embeddings, encoder = timed(device, stages.encode, host[0]["image"])
+        scrambled, generator = timed(device, stages.scramble, embeddings, positions)
+        vectors, cloud = timed(device, stages.ask, scrambled)
+        _, write = timed(device, stages.write, embeddings, vectors, positions)
         for stage, value in zip(STAGES[1:], (encoder, generator, cloud, write)):
             seconds[stage] += value
     synchronise(device)
     started = time.perf_counter()
-    for index, batch in enumerate(loader):
-        pipeline.run(batch, index)
+    for batch in loader:
+        stages.run(batch)
     synchronise(device)
     return seconds, time.perf_counter() - started
 
 
-def measure(pipeline: Pipeline, source: SyntheticSource, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(stages: Stages, source: SyntheticSource, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
     """Stage images/s (each alone), pipeline images/s, ideal and ratio at one batch size.
 
     The stages alone and the pipeline each count their best of `--repeats` rounds: the one least disturbed by
@@ -187,14 +177,14 @@ def measure(pipeline: Pipeline, source: SyntheticSource, batch_size: int, args: 
         batch_size=None,
         sampler=epoch,
         num_workers=workers,
-        pin_memory=pipeline.device.type == "cuda",
+        pin_memory=stages.device.type == "cuda",
         persistent_workers=workers > 0,  # the timed epochs do not pay for starting workers
         prefetch_factor=4 if workers else None,
     )
     epoch.count = args.warmup
-    for index, batch in enumerate(loader):  # warm-up: workers, allocator, cuDNN
-        pipeline.run(batch, index)
-    rounds = [one_round(pipeline, loader, epoch, args.batches) for _ in range(args.repeats)]
+    for batch in loader:  # warm-up: workers, allocator, cuDNN
+        stages.run(batch)
+    rounds = [one_round(stages, loader, epoch, args.batches) for _ in range(args.repeats)]
     seconds = min((stages for stages, _ in rounds), key=lambda stages: sum(stages.values()))
     images = batch_size * args.batches
     pipeline_rate = images / min(loop for _, loop in rounds)
@@ -266,12 +256,12 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="owsd-gpu-", dir=args.cache_dir) as scratch:
         for models in args.models:
-            pipeline = Pipeline(models, device, Path(scratch))
+            stages = Stages(models, source, device, Path(scratch))
             for precision in args.precisions:
-                pipeline.bf16 = precision == "bf16"
+                stages.precision = PRECISIONS[precision]
                 for batch_size in args.batch_sizes:
                     row = {"models": models, "precision": precision, "batch_size": batch_size}
-                    row.update(measure(pipeline, source, batch_size, args))
+                    row.update(measure(stages, source, batch_size, args))
                     rows.append(row)
                     print(
                         f"gpu.py: {models} {precision} batch {batch_size}: pipeline {row['pipeline']:.1f} images/s, "
@@ -279,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
                         file=sys.stderr,
                         flush=True,
                     )
-            del pipeline
+            del stages
     print(f"{device_name} ({device}), torch {torch.__version__}, {args.num_workers} workers, {args.batches} batches")
     print(table(rows))
     goal = [r for r in rows if r["models"] == GOAL["models"] and r["precision"] == GOAL["precision"]]

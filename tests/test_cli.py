@@ -162,7 +162,7 @@ def test_every_config_parses_and_its_cloud_builds_offline(path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", offline)
     text, configs = path.read_text(), [str(path)]
     if "source" not in (yaml.safe_load(text).get("data") or {}):
-        names = re.findall(r"[\w-]+\.yaml", text) + ["demo.yaml"]
+        names = re.findall(r"[\w/-]+\.yaml", text) + ["demo.yaml"]
         places = [folder / name for name in names for folder in (path.parent, REPO / "lightning_configs")]
         configs.insert(0, str(next(p for p in places if p.is_file() and p != path)))
     parser = experiment_parser("owsd run", "")

@@ -16,7 +16,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
 from tests import helpers
-from tests.conftest import TINY_IMAGES, owsd_process, run_owsd, tiny_args
+from tests.conftest import MNIST_TINY_CONFIG, TINY_IMAGES, owsd_process, run_owsd, tiny_args
 
 
 def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
@@ -139,3 +139,16 @@ def test_an_encoder_ensemble_sends_each_embedding_under_its_own_subkey(workdir):
     # The ledger counts every scrambled image sent against the configured key file's (root) fingerprint.
     fingerprint = load_key(workdir / "keys" / "test.key").fingerprint
     assert [(key.fingerprint, key.exposed) for key in ledger_keys(workdir)] == [(fingerprint, 40)]
+
+
+def test_a_grown_selection_sends_only_its_new_images(workdir, capsys):
+    """The cache is keyed by the pipeline, not by the selection: 20 → 22 digits per label computes 20 images."""
+    fit = ["fit", "--config", str(MNIST_TINY_CONFIG), "--trainer.max_epochs", "1", "--data.split.images_per_label"]
+    main([*fit, "20"])
+    assert "200 of 200 images to precompute" in capsys.readouterr().err
+    main([*fit, "22"])
+    assert "20 of 220 images to precompute" in capsys.readouterr().err
+    (key,) = KeyLedger(workdir / ".owsd" / "ledger.sqlite", "test").keys()
+    assert (key.exposed, key.resends) == (220, 0)
+    (directory,) = (workdir / ".owsd" / "cache").iterdir()
+    assert len(PairCache.existing(directory).table().image_ids) == 220

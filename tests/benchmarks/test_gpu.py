@@ -71,16 +71,22 @@ def load_script():
     return gpu
 
 
-def test_the_scrambled_bytes_do_not_depend_on_the_precision(tmp_path):
-    pipeline = load_script().Pipeline("tiny", torch.device("cpu"), tmp_path)
-    embeddings = torch.randn(3, pipeline.encoder.embedding_dim, generator=torch.Generator().manual_seed(0))
+def test_the_benchmark_times_the_pipelines_own_parts_and_bf16_leaves_the_bytes_exact(tmp_path):
+    gpu = load_script()
+    source = gpu.SyntheticSource(8, classes=2, image_size=32)
+    stages = gpu.Stages("tiny", source, torch.device("cpu"), tmp_path)
+    batch = gpu.HostBatches(source, 3)[0]
     with torch.inference_mode():
-        exact = pipeline.generator.scramble(embeddings).pixels  # owsd's own path
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            pixels = pipeline.scramble(embeddings.bfloat16().float())
-            plain = pipeline.scramble(embeddings)
-    assert plain.dtype == torch.uint8 and plain.shape == (3, 3, 32, 32)
-    assert torch.equal(plain, exact) and not torch.equal(pixels, exact)  # bf16 embeddings do change the bytes
+        embeddings = stages.encode(batch["image"])
+        exact = stages.scramble(embeddings, batch["position"]).pixels
+        stages.precision = "bf16-mixed"
+        assert not torch.equal(stages.encode(batch["image"]), embeddings), "the encoder ran in bfloat16"
+        assert torch.equal(stages.scramble(embeddings, batch["position"]).pixels, exact)
+        stages.run(batch)
+    assert exact.dtype == torch.uint8 and exact.shape == (3, 3, 32, 32)
+    assert stages.pipeline.cache.read(["synthetic/0", "synthetic/2"]).embedding.shape == (2, embeddings.shape[1])
+    (key,) = stages.cloud.ledger.keys()
+    assert key.exposed == 3, "the cloud stage records what it sends, as precompute does"
 
 
 def test_bf16_is_refused_where_the_device_cannot_autocast(monkeypatch, capsys):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,3 +45,34 @@ def test_reading_an_incomplete_cache_names_what_is_missing(tmp_path):
     cache.write_shard(["a"], torch.tensor([0]), rows(1))
     with pytest.raises(DataError, match="lacks 1 images, e.g. b; precompute them"):
         cache.read(["a", "b"])
+
+
+def test_every_reader_in_a_process_maps_one_table(tmp_path):
+    """Splits, seeds and recipes read the same memory-mapped rows: no copy per reader."""
+    cache = PairCache.shared(tmp_path, {"what": "shared"})
+    cache.prepare()
+    cache.write_shard(["a", "b", "c"], torch.tensor([0, 1, 2]), rows(3))
+    assert PairCache.shared(tmp_path, {"what": "shared"}) is cache
+    first, second = cache.read(["a", "b"]), cache.read(["c"])
+    assert first.table is second.table
+    (pack,) = cache.directory.glob("pack-*.bin")
+    assert str(pack.resolve()) in Path("/proc/self/maps").read_text(), "a file mapping, not a heap copy"
+    assert sorted(p.name for p in cache.directory.glob("shard-*")) == [], "the shards were packed"
+
+
+def test_a_grown_cache_packs_old_and_new_rows_together(tmp_path):
+    cache = PairCache(tmp_path, {})
+    cache.prepare()
+    cache.write_shard(["a", "b"], torch.tensor([0, 1]), rows(2))
+    before = cache.read(["a", "b"]).embedding
+    cache.write_shard(["c"], torch.tensor([2]), rows(1, offset=2))
+    cache.write_shard(["a"], torch.tensor([0]), rows(1, offset=9))  # a duplicate keeps its first row
+    read = cache.read(["a", "b", "c"])
+    assert torch.equal(read.embedding[:2], before) and read.embedding[2, 0] == 2.0
+    assert read.labels.tolist() == [0, 1, 2]
+    assert sorted(p.name for p in cache.directory.iterdir() if p.name != ".lock") == [
+        "manifest.json",
+        "pack-1.bin",
+        "pack-1.json",
+    ]
+    assert PairCache.existing(cache.directory).read(["c"]).embedding[0, 0] == 2.0
