@@ -48,10 +48,10 @@ def fit_worker(threads: int, epochs: int) -> None:
 
     configure_logging()
     rows = synthetic_rows(1070, 1280, 1000, 10, separation=3.0, seed=0)
-    data = synthetic_datamodule(rows, 10, val_fraction=370 / 1070, batch_size=64)
-    data.pairs["test"] = data.pairs["val"]
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="owsd-bench-") as scratch:
+        data = synthetic_datamodule(rows, 10, 370 / 1070, 64, Path(scratch) / "k.key")
+        data.pairs["test"] = data.pairs["val"]
+        torch.manual_seed(0)
         trainer = Trainer(
             accelerator="cpu", devices=1, max_epochs=epochs, default_root_dir=scratch, logger=False,
             enable_progress_bar=False, enable_model_summary=False,

@@ -67,14 +67,16 @@ class SyntheticLabels(ImageSource):
         raise NotImplementedError("synthetic pairs have no images")
 
 
-def synthetic_datamodule(rows: CachedRows, classes: int, val_fraction: float, batch_size: int) -> OWSDDataModule:
-    """An `OWSDDataModule` whose `pairs` are filled here, so `setup` never reads a cache or the key,
-    and no model is built: the encoder, cloud and key file below are placeholders."""
+def synthetic_datamodule(
+    rows: CachedRows, classes: int, val_fraction: float, batch_size: int, key_file: Path
+) -> OWSDDataModule:
+    """An `OWSDDataModule` whose `pairs` are filled here, so `setup` never reads a cache and no model is built:
+    the encoder and cloud below are placeholders; a key is made at `key_file` (the IIN records its fingerprint)."""
     data = OWSDDataModule(
         source=SyntheticLabels(rows, classes),
         encoders=[ModelSpec("tf_efficientnet_lite0", RANDOM)],
         cloud=LocalCloud("tf_efficientnet_lite2", RANDOM),
-        scrambler=ScramblerSettings(Path("never-read.key")),
+        scrambler=ScramblerSettings(key_file, create_key=True),
         batch_size=batch_size,
     )
     train = len(rows.image_ids) - round(len(rows.image_ids) * val_fraction)
@@ -101,10 +103,10 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = synthetic_rows(args.pairs, args.embedding_dim, args.cloud_dim, args.classes, args.separation, args.seed)
-    data = synthetic_datamodule(rows, args.classes, args.val_fraction, args.batch_size)
-    torch.manual_seed(args.seed)
-    model = IINModule(patience=args.epochs)
     with tempfile.TemporaryDirectory(prefix="owsd-bench-") as scratch:
+        data = synthetic_datamodule(rows, args.classes, args.val_fraction, args.batch_size, Path(scratch) / "k.key")
+        torch.manual_seed(args.seed)
+        model = IINModule(patience=args.epochs)
         trainer = Trainer(
             accelerator="cpu",
             devices=1,

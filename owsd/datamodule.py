@@ -43,8 +43,12 @@ class CachedPairs(Dataset):
 
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every sample at once (a copy: for the local baselines and the wandb media, not for training)."""
+        """Every sample at once (a copy: for the attacks and the wandb media, not for training)."""
         return self[torch.arange(len(self))]
+
+    def column(self, name: str) -> torch.Tensor:
+        """One feature (or `label`) of every sample: a copy of that column only, for the local baselines."""
+        return self.labels if name == "label" else self.table[name][self.rows, : self.widths[name]]
 
     def first_columns(self, embedding: int, cloud: int) -> CachedPairs:
         """The same samples with only the first `embedding` / `cloud` columns of those features."""

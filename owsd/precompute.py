@@ -50,8 +50,8 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
         return
     if normalised_precision(trainer.precision) != pipeline.precision:
         raise ConfigError(
-            f"trainer.precision={pipeline.precision} cannot run on the {type(trainer.accelerator).__name__} "
-            f"(Lightning would use {trainer.precision}); choose a precision the device supports"
+            f"trainer.precision={pipeline.precision}, but the Trainer on the {type(trainer.accelerator).__name__} "
+            f"runs at {trainer.precision} (the device cannot run the other); choose a precision it supports"
         )
     cloud = pipeline.open_cloud("precompute", upcoming=len(todo) * len(pipeline.encoders))
     cache.prepare()

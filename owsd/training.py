@@ -94,8 +94,10 @@ def measure(
 def linear_probe_metrics(data: OWSDDataModule, seed: int) -> dict[str, float]:
     """The linear-probe baseline on the IIN's own training images, scored on its test images."""
     data.setup()
-    train, test = data.pairs["train"].tensors, data.pairs["test"].tensors
-    return linear_probe_accuracy(train["embedding"], train["label"], test["embedding"], test["label"], int(seed))
+    train, test = data.pairs["train"], data.pairs["test"]
+    return linear_probe_accuracy(
+        train.column("embedding"), train.labels, test.column("embedding"), test.labels, int(seed)
+    )
 
 
 def named(metrics: dict[str, float], name: str) -> dict[str, float]:

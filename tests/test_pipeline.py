@@ -87,7 +87,9 @@ def tiny_pipeline(tmp_path: Path, **settings) -> Pipeline:
 def test_16_mixed_on_a_cpu_is_refused_before_anything_is_sent(tmp_path):
     pipeline = tiny_pipeline(tmp_path, precision="16-mixed")
     trainer = Trainer(accelerator="cpu", precision="16-mixed", logger=False, enable_progress_bar=False)
-    with pytest.raises(ConfigError, match="trainer.precision=16-mixed cannot run on the CPUAccelerator"):
+    with pytest.raises(
+        ConfigError, match="trainer.precision=16-mixed, but the Trainer on the CPUAccelerator runs at bf16"
+    ):
         fill_cache(pipeline, list(range(20)), trainer)
     assert not (tmp_path / "ledger.sqlite").exists() and not pipeline.cache.directory.exists()
 

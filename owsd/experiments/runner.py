@@ -131,10 +131,10 @@ class SeedRunner:
         methods = measure(data, model, self.make_trainer(repetition.recipe), self.settings.inputs, repetition.seed,
                           self.settings.linear_probe, self.threads)  # fmt: skip
         if self.head is not None:
-            test = data.pairs["test"].tensors
+            test = data.pairs["test"]
             width = data.pipeline.encoders[0].embedding_dim
             methods[ENCODER_HEAD] = classifier_head_accuracy(
-                self.head, test["embedding"][:, :width], test["label"], data.split.labels
+                self.head, test.column("embedding")[:, :width], test.labels, data.split.labels
             )
         return {
             "labels": data.class_names,

@@ -1,0 +1,59 @@
+"""`owsd fit|validate|test`: a checkpoint is evaluated only on the pipeline it was trained for."""
+
+from pathlib import Path
+
+import pytest
+
+from owsd.cli import main
+from tests.conftest import run_owsd, tiny_args
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[Path, Path]:
+    workdir = tmp_path_factory.mktemp("train")
+    main(tiny_args(workdir, "--trainer.max_epochs", "1"))
+    (checkpoint,) = (workdir / "runs").rglob("embedding+cloud-*.ckpt")
+    return workdir, checkpoint
+
+
+def test_a_checkpoint_is_tested_on_its_own_pipeline(fitted, capsys):
+    workdir, checkpoint = fitted
+    main(tiny_args(workdir, "--ckpt_path", str(checkpoint), subcommand="test"))
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, refusal",
+    [
+        (["--data.scrambler.key_file", "{other}/other.key"], "was trained for another key (data.scrambler.key_file)"),
+        (["--trainer.precision", "bf16-mixed"], "was trained for another precision (trainer.precision)"),
+        (["--data.scrambler.size", "64"], "was trained for another generator (data.scrambler.size/channels)"),
+    ],
+)
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_a_checkpoint_of_another_pipeline_is_refused(fitted, tmp_path, subcommand, change, refusal):
+    workdir, checkpoint = fitted
+    overrides = [arg.format(other=tmp_path) for arg in change]
+    if "--data.scrambler.key_file" in change:
+        assert run_owsd(["key", "new", overrides[1]]).returncode == 0
+    args = tiny_args(workdir, "--ckpt_path", str(checkpoint), *overrides, subcommand=subcommand)
+    if "--data.scrambler.key_file" in change:  # tiny_args names the fitted key first; the later flag wins
+        args += ["--data.scrambler.key_file", overrides[1]]
+    result = run_owsd(args)
+    assert result.returncode == 2 and refusal in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+CI_TABLE = """\
+OWSD test accuracy on 10 images                    top-1   top-5
+IIN embedding+cloud (OWSD)                         0.100   0.700
+linear probe on the embedding (sends nothing)      0.300   0.800"""  # printed by the code before the Pipeline
+
+
+def test_the_ci_config_prints_the_table_it_printed_before_the_pipeline(workdir, capsys):
+    key = workdir / "keys" / "test.key"  # where tiny_args points: a fixed key, so the numbers are fixed too
+    key.parent.mkdir()
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    main(tiny_args(workdir))
+    assert capsys.readouterr().out.strip() == CI_TABLE
