@@ -113,6 +113,16 @@ class OWSDDataModule(LightningDataModule):
         return split_items([label for _, label in source.items], self.split_settings, source.classes)
 
     @property
+    def validates(self) -> bool:
+        """Whether there are validation images to stop early on; refuses a split that should and has none."""
+        if self.split.val or self.split_settings.val_fraction == 0:
+            return bool(self.split.val)
+        raise ConfigError(
+            f"data.split.val_fraction={self.split_settings.val_fraction} leaves no validation image at this many "
+            "training images per label: raise it, or set 0 to train without early stopping"
+        )
+
+    @property
     def num_classes(self) -> int:
         return len(self.split.labels)
 

@@ -123,8 +123,13 @@ class IINModule(LightningModule):
         """Early stopping and best-checkpoint selection on this IIN's own validation loss.
 
         They replace any EarlyStopping/ModelCheckpoint given to the Trainer, whose monitor could not know
-        the metric names; `trainer.enable_checkpointing: false` still turns checkpointing off.
+        the metric names; `trainer.enable_checkpointing: false` still turns checkpointing off. Without
+        validation images (`data.split.val_fraction: 0`) the IIN trains for `max_epochs` and its last
+        weights are the ones kept.
         """
+        if not getattr(self.trainer.datamodule, "validates", True):
+            last = ModelCheckpoint(filename=f"{self.name}-{{epoch}}", auto_insert_metric_name=False)
+            return [last] if self.trainer.checkpoint_callbacks else []
         monitor = f"val/{self.name}/loss"
         callbacks: list[Callback] = [EarlyStopping(monitor=monitor, patience=self.hparams.patience)]
         if self.trainer.checkpoint_callbacks:

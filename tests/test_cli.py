@@ -123,11 +123,14 @@ def bad_input_cases(workdir):
             "plaintext_baseline needs an in-process cloud",
         ),
         "bad defence": (["--data.scrambler.defences.embedding_dropout", "1.0"], "embedding_dropout=1.0 must lie in"),
+        "no images per label": (["--data.split.images_per_label", "0"], "data.split.images_per_label=0 must be ≥ 1"),
+        "no batch": (["--data.batch_size", "0"], "data.batch_size=0 must be ≥ 1"),
     }
 
 
 CASES = ["unknown encoder", "missing weights", "missing folder", "loose key", "short key", "too many labels"]
 CASES += ["too many images", "corrupt image", "failing cloud", "plaintext to remote", "bad defence"]
+CASES += ["no images per label", "no batch"]
 
 
 @pytest.mark.parametrize("case", CASES)

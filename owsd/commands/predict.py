@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from jsonargparse.typing import PositiveInt
 from tqdm import tqdm
 
 from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
@@ -32,8 +33,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)"
     )
-    parser.add_argument("--top_k", type=int, default=5, help="labels written per image")
-    parser.add_argument("--batch_size", type=int, default=16, help="images embedded and sent together")
+    parser.add_argument("--top_k", type=PositiveInt, default=5, help="labels written per image")
+    parser.add_argument("--batch_size", type=PositiveInt, default=16, help="images embedded and sent together")
     parser.add_argument(
         "--device", type=str, default="auto", help="where the models run: auto (cuda if any), cpu, cuda, cuda:1"
     )

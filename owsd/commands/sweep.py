@@ -8,6 +8,7 @@ written to a staging folder that becomes `--out` only when the sweep ends.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from owsd.commands.settings import check_output_folder, write_folder
@@ -33,14 +34,18 @@ def main(argv: list[str]) -> None:
     out = args.out or Path("runs/sweeps") / args.sweep.stem
     check_output_folder(out)  # before hours of trials, not after
 
+    measured: list[bool] = []
+
     def write(folder: Path) -> None:
         trials = run_sweep(config, args.trials, extra, folder)
         write_results(trials, config, folder)
         best = ranked(trials, config["metric"].get("goal", "minimize"))[0]
-        if best.metric is None:
-            print(f"every trial failed; see {out}/trials.md")
-        else:
+        measured.append(best.metric is not None)
+        if best.metric is not None:
             print(f"best of {len(trials)} trials: {config['metric']['name']}={best.metric:.4f} with {best.parameters}")
 
     write_folder(out, write)
     print(f"wrote {out}/trials.md and {out}/trials.json")
+    if not measured[0]:
+        print(f"owsd: error: every trial failed; {out}/trials.md says why", file=sys.stderr)
+        sys.exit(1)

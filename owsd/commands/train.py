@@ -43,6 +43,7 @@ class OWSDCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Fill the cache on every thread, then train on as many as a small network uses."""
+        self.datamodule.validates  # noqa: B018  (a split that cannot validate fails before any image is sent)
         self.datamodule.prepare_cache(self.trainer)
         if wandb_logger(self.trainer) is not None:  # CSV has no place for a config, images or a chart
             config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand]))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from owsd.errors import ConfigError, KeyBudgetError
+from owsd.files import OWNER_ONLY_FILE, owner_only_folder
 
 if TYPE_CHECKING:  # only the tensor's own methods are called: `owsd key list` need not load torch
     import torch
@@ -107,7 +108,7 @@ class KeyLedger:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the file's write lock from its start; committed durably or rolled back."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_owner_only()
         with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # set once, by whoever creates the file
                 db.execute("PRAGMA journal_mode=WAL")
@@ -120,6 +121,14 @@ class KeyLedger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def _create_owner_only(self) -> None:
+        """The ledger names every private image sent: its owner's only, whatever the umask. SQLite gives the
+        WAL and shared-memory files beside it the database file's mode."""
+        if not self.path.parent.exists():
+            owner_only_folder(self.path.parent)
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, OWNER_ONLY_FILE))
+        os.chmod(self.path, OWNER_ONLY_FILE)
 
     def register(self, fingerprint: str, key_file: Path | None, created: float, budget: int | None) -> None:
         """Name a key and its current budget (a later run's setting replaces an earlier one's)."""

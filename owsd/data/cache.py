@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from owsd.errors import DataError
-from owsd.files import atomic_write
+from owsd.files import OWNER_ONLY_FILE, atomic_write, owner_only_folder
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,12 @@ class PairCache:
         return cache
 
     def prepare(self) -> None:
-        """Create the directory and record what it holds (for people reading the cache)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Create the directory (its owner's only: rows identify private images) and record what it holds."""
+        owner_only_folder(self.directory)
         manifest = self.directory / "manifest.json"
         if not manifest.exists():
-            atomic_write(manifest, lambda p: p.write_text(json.dumps(self.description, indent=2, sort_keys=True)))
+            text = json.dumps(self.description, indent=2, sort_keys=True)
+            atomic_write(manifest, lambda p: p.write_text(text), OWNER_ONLY_FILE)
 
     def missing(self, image_ids: list[str]) -> list[str]:
         present = self._ids()
@@ -125,7 +126,7 @@ class PairCache:
         path = self.directory / f"shard-{name}.pt"
         rows = {k: v.detach().float().cpu() for k, v in fields.items()}
         shard = {"image_ids": list(image_ids), "labels": labels.cpu(), **rows}
-        atomic_write(path, lambda p: torch.save(shard, p))
+        atomic_write(path, lambda p: torch.save(shard, p), OWNER_ONLY_FILE)
         self.refresh()
         return path
 
@@ -166,7 +167,7 @@ class PairCache:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One packer at a time across processes (DDP ranks read the cache at once)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        owner_only_folder(self.directory)
         with open(self.directory / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -205,14 +206,15 @@ class PairCache:
                     for shard_path, rows in take:
                         handle.write(_load_shard(shard_path)[name][rows].float().contiguous().numpy().tobytes())
 
-        atomic_write(data_path, write)
+        atomic_write(data_path, write, OWNER_ONLY_FILE)
         new_header = {
             "generation": generation,
             "image_ids": ids,
             "labels": torch.cat(labels).tolist(),
             "widths": widths,
         }
-        atomic_write(self.directory / f"pack-{generation}.json", lambda p: p.write_text(json.dumps(new_header)))
+        header_path = self.directory / f"pack-{generation}.json"
+        atomic_write(header_path, lambda p: p.write_text(json.dumps(new_header)), OWNER_ONLY_FILE)
         for path in [*shards, *self.directory.glob("pack-*")]:
             if path.name not in (data_path.name, f"pack-{generation}.json"):
                 path.unlink(missing_ok=True)  # a reader still mapping an old pack keeps its pages

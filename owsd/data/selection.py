@@ -103,6 +103,12 @@ class SplitSettings:
     draw_seed: int | None = None
     train_per_label: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("images_per_label", "train_per_label"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.split.{name}={value} must be ≥ 1 (or unset: all images)")
+
 
 @dataclass(frozen=True)
 class Split:

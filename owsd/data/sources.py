@@ -37,7 +37,7 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             return square_rgb(image, size)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
 
 
@@ -217,10 +217,13 @@ class HFImageSource(ImageSource):
         return self._provenance
 
     def load(self, index: int, size: int) -> torch.Tensor:
-        image = self.dataset[index][self.image_column]
-        if not isinstance(image, Image.Image):
-            image = Image.fromarray(np.asarray(image, dtype=np.uint8))
-        return square_rgb(image, size)
+        try:
+            image = self.dataset[index][self.image_column]
+            if not isinstance(image, Image.Image):
+                image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+            return square_rgb(image, size)
+        except (OSError, UnidentifiedImageError, ValueError, TypeError, Image.DecompressionBombError) as error:
+            raise DataError(f"cannot read image {self.split}/{index} of dataset {self.path!r}: {error}") from None
 
     def _location(self) -> dict[str, Any]:
         return {"path": self.path, "split": self.split, "fingerprint": getattr(self.dataset, "_fingerprint", "")}

@@ -103,6 +103,8 @@ class AttackSettings:
             raise ConfigError(f"attack.attacks: unknown {unknown}; choose from {list(ATTACKS)}")
         if not 0 < self.margin < 1:
             raise ConfigError(f"attack.margin={self.margin} must lie in (0, 1)")
+        if self.images_per_label is not None and self.images_per_label < 1:
+            raise ConfigError(f"attack.images_per_label={self.images_per_label} must be ≥ 1 (or unset: all images)")
         r, k, c = self.resources, self.key_recovery, self.reconstruction
         for name in ("submissions", "labels_per_class", "pairs", "key_recovery_pairs"):
             values = getattr(r, name)

@@ -83,11 +83,14 @@ def bad_cases(existing: Path) -> dict[str, tuple[list[str], str]]:
         "too many pairs": (["--attack.resources.pairs", "[30, 500]"], "attack.resources.pairs asks for 500"),
         "unknown defence": (["--attack.defences", "[{embedding_nois: 1.0}]"], "embedding_nois"),
         "bad defence": (["--attack.defences", "[{embedding_dropout: 1.0}]"], "embedding_dropout=1.0 must lie in"),
+        "no images": (["--attack.images_per_label", "0"], "attack.images_per_label=0 must be ≥ 1"),
         "results present": (["--out", str(existing)], "already holds files"),
     }
 
 
-@pytest.mark.parametrize("case", ["unknown attack", "margin", "too many pairs", "unknown defence", "bad defence"])
+@pytest.mark.parametrize(
+    "case", ["unknown attack", "margin", "too many pairs", "unknown defence", "bad defence", "no images"]
+)
 def test_bad_settings_give_one_clear_error_and_write_nothing(attack_run, tmp_path, case):
     overrides, message = bad_cases(attack_run / "results")[case]
     out = tmp_path / "out"

@@ -70,3 +70,13 @@ def test_predict_refuses_another_key_a_missing_key_and_unreadable_images(fitted,
     assert "Traceback" not in result.stderr and not (workdir / "refused").exists()
     result = run_owsd(predict_args(workdir, checkpoint, tmp_path / "missing", out="refused"))
     assert result.returncode == 2 and "missing does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("setting", ["--batch_size", "--top_k"])
+def test_predict_refuses_a_count_of_zero_in_one_line(fitted, capsys, setting):
+    workdir, checkpoint = fitted
+    with pytest.raises(SystemExit) as exit_info:
+        main([*predict_args(workdir, checkpoint, TINY_IMAGES, out="zero"), setting, "0"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and setting.lstrip("-") in error and "Traceback" not in error
+    assert not (workdir / "zero").exists()

@@ -57,3 +57,15 @@ def test_the_ci_config_prints_the_table_it_printed_before_the_pipeline(workdir, 
     key.chmod(0o600)
     main(tiny_args(workdir))
     assert capsys.readouterr().out.strip() == CI_TABLE
+
+
+def test_without_validation_images_the_iin_trains_every_epoch_and_keeps_its_last_weights(workdir, capsys):
+    main(tiny_args(workdir, "--data.split.val_fraction", "0", "--trainer.max_epochs", "3"))
+    assert "IIN embedding+cloud: trained 3 epochs" in capsys.readouterr().err
+    assert [path.name for path in (workdir / "runs").rglob("*.ckpt")] == ["embedding+cloud-2.ckpt"]
+
+
+def test_a_validation_fraction_that_leaves_no_image_is_one_error(workdir):
+    result = run_owsd(tiny_args(workdir, "--data.split.val_fraction", "0.01"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data.split.val_fraction=0.01 leaves no validation image" in result.stderr

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource, square_rgb
+from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource, load_image, square_rgb
 from owsd.errors import ConfigError, DataError
 from tests.conftest import FOOLBOX_DATA, TINY_IMAGES
 
@@ -91,3 +91,11 @@ def test_imagenet_folders_take_imagenet_1k_indices(tmp_path):
     (tmp_path / "not_a_synset").mkdir()
     with pytest.raises(DataError, match="not ImageNet synsets: not_a_synset"):
         ImageNetValSource(tmp_path).items
+
+
+def test_a_decompression_bomb_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels > 2 × 1,000: PIL refuses it as a bomb
+    with pytest.raises(DataError, match="cannot read image .*huge.png"):
+        load_image(path, 32)

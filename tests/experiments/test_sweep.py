@@ -67,12 +67,14 @@ def test_failed_trials_are_recorded_with_the_reason(tmp_path, monkeypatch, capsy
         "method: grid\nmetric: {name: m, goal: maximize}\nparameters: {x: {values: [1, 2]}}\n"
         "command:\n  - ${env}\n  - python\n  - -c\n  - \"import sys; sys.exit('error: no such model')\"\n  - ${args}\n"
     )
-    main(["sweep", str(sweep), "--trials", "5", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:  # a sweep that measured nothing is a failed command
+        main(["sweep", str(sweep), "--trials", "5", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
     results = json.loads((tmp_path / "out" / "trials.json").read_text())
     assert [t["status"] for t in results["trials"]] == ["failed", "failed"]  # the 2-point grid ends the sweep
     assert all("error: no such model" in t["error"] for t in results["trials"])
     assert "failed: exit 1: error: no such model" in (tmp_path / "out" / "trials.md").read_text()
-    assert "every trial failed" in capsys.readouterr().out
+    assert "owsd: error: every trial failed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,44 @@
+"""Files that identify private images are their owner's only, whatever the umask: cache folders 0700, cache
+rows, manifests and the key ledger 0600."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from owsd.cli import main
+from owsd.files import atomic_write, owner_only_folder
+from tests.conftest import tiny_args
+
+
+@pytest.fixture
+def lax_umask():
+    previous = os.umask(0o022)  # the common default: new files world-readable
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_cache_and_ledger_are_the_owners_only(workdir, lax_umask):
+    main(tiny_args(workdir, "--trainer.max_epochs", "1"))
+    (folder,) = (workdir / "cache").iterdir()
+    assert mode(workdir / "cache") == mode(folder) == 0o700
+    files = [path for path in folder.iterdir() if path.name != ".lock"]
+    assert {path.name.split("-")[0].split(".")[0] for path in files} == {"manifest", "pack"}
+    assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
+    ledger = workdir / "ledger.sqlite"
+    beside = [path for path in workdir.iterdir() if path.name.startswith("ledger.sqlite")]
+    assert ledger in beside and {mode(path) for path in beside} == {0o600}
+
+
+def test_an_existing_lax_folder_and_file_are_tightened(tmp_path, lax_umask):
+    folder = tmp_path / "old-cache"
+    folder.mkdir(mode=0o755)
+    assert mode(owner_only_folder(folder)) == 0o700
+    atomic_write(folder / "rows", lambda path: path.write_text("x"), 0o600)
+    atomic_write(folder / "report.md", lambda path: path.write_text("x"))  # results keep the umask's mode
+    assert mode(folder / "rows") == 0o600 and mode(folder / "report.md") == 0o644
