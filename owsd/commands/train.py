@@ -42,7 +42,11 @@ class OWSDCLI(LightningCLI):
         link_precision(parser)
 
     def before_fit(self) -> None:
-        """Fill the cache on every thread, then train on as many as a small network uses."""
+        """Check the checkpoint given (resumed or evaluated: it must have been trained on this pipeline's
+        inputs), fill the cache on every thread, then train on as many as a small network uses."""
+        ckpt_path = self._get(self.config, "ckpt_path")
+        if ckpt_path is not None:
+            check_contract(load_checkpoint(Path(ckpt_path)), self.datamodule.pipeline, ckpt_path)
         self.datamodule.validates  # noqa: B018  (a split that cannot validate fails before any image is sent)
         self.datamodule.prepare_cache(self.trainer)
         if wandb_logger(self.trainer) is not None:  # CSV has no place for a config, images or a chart
@@ -52,14 +56,7 @@ class OWSDCLI(LightningCLI):
         self._threads = ExitStack()
         self._threads.enter_context(torch_threads(self._get(self.config, "iin_threads")))
 
-    def before_validate(self) -> None:
-        """An evaluated checkpoint must have been trained on this pipeline's inputs."""
-        ckpt_path = self._get(self.config, "ckpt_path")
-        if ckpt_path is not None:
-            check_contract(load_checkpoint(Path(ckpt_path)), self.datamodule.pipeline, ckpt_path)
-        self.before_fit()
-
-    before_test = before_validate
+    before_validate = before_test = before_fit
 
     def after_fit(self) -> None:
         seed = self._get(self.config, "seed_everything")

@@ -30,7 +30,7 @@ def test_a_checkpoint_is_tested_on_its_own_pipeline(fitted, capsys):
         (["--data.scrambler.size", "64"], "was trained for another generator (data.scrambler.size/channels)"),
     ],
 )
-@pytest.mark.parametrize("subcommand", ["validate", "test"])
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test"])
 def test_a_checkpoint_of_another_pipeline_is_refused(fitted, tmp_path, subcommand, change, refusal):
     workdir, checkpoint = fitted
     overrides = [arg.format(other=tmp_path) for arg in change]
