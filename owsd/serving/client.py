@@ -8,11 +8,13 @@ never sent again. A `Retry-After` header (seconds) on 429 or 503 sets the wait, 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
@@ -77,6 +79,13 @@ class RemoteCloud(Cloud):
         if timeout <= 0 or backoff < 0 or max_backoff < backoff:
             raise ConfigError("RemoteCloud needs timeout > 0 and 0 ≤ backoff ≤ max_backoff")
         self.url, self.model = url.rstrip("/"), model
+        self.shown_url = without_userinfo(self.url)  # what ids, messages and logs name: never a password
+        credential = auth_env is not None or self.shown_url != self.url
+        if credential and self.url.startswith("http://") and not is_loopback(self.url):
+            raise ConfigError(
+                f"RemoteCloud {self.shown_url}: a credential (auth_env or user:password in the url) would cross "
+                "the network in clear text over http://; use https:// (plain http is allowed on loopback only)"
+            )
         self.input_name, self.output_name = input_name, output_name
         self.auth_header, self.auth_env = auth_header, auth_env
         self.timeout, self.batch_size, self.concurrency = timeout, batch_size, concurrency
@@ -86,7 +95,7 @@ class RemoteCloud(Cloud):
 
     @property
     def cloud_id(self) -> str:
-        return f"remote-{self.url}-{self.model}"
+        return f"remote-{self.shown_url}-{self.model}"
 
     def open(self) -> RemoteCloudClient:
         """Connect: read the credential, the model's metadata and whether the server speaks binary tensors."""
@@ -98,6 +107,24 @@ class RemoteCloud(Cloud):
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         http = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout, limits=limits)
         return RemoteCloudClient(self, http)
+
+
+def without_userinfo(url: str) -> str:
+    """`https://user:secret@host/path` → `https://host/path`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RemoteCloudClient(CloudClient):
@@ -176,11 +203,11 @@ class RemoteCloudClient(CloudClient):
             response = self.retrying.copy(before_sleep=before_retry)(self._attempt, method, path, **kwargs)
         except (httpx.TransportError, _Retryable) as error:
             raise CloudUnavailableError(
-                f"cloud at {self.cloud.url} did not answer {method} {path} after {self.cloud.retries + 1} attempts: {_describe(error)}"
+                f"cloud at {self.cloud.shown_url} did not answer {method} {path} after {self.cloud.retries + 1} attempts: {_describe(error)}"
             ) from None
         if response.status_code != 200:
             kind = CloudUnavailableError if response.status_code >= 500 else CloudResponseError
-            raise kind(f"cloud at {self.cloud.url} refused {method} {path}: {_describe_response(response)}")
+            raise kind(f"cloud at {self.cloud.shown_url} refused {method} {path}: {_describe_response(response)}")
         return response
 
     def _attempt(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -211,12 +238,14 @@ class RemoteCloudClient(CloudClient):
         names = [t.get("name") for t in metadata.get(key) or [] if isinstance(t, dict)]
         if len(names) != 1 or not isinstance(names[0], str):
             raise ConfigError(
-                f"model {self.cloud.model} at {self.cloud.url} has {key} {names}; set RemoteCloud {key[:-1]}_name"
+                f"model {self.cloud.model} at {self.cloud.shown_url} has {key} {names}; set RemoteCloud {key[:-1]}_name"
             )
         return names[0]
 
     def _bad_answer(self, what: str) -> CloudResponseError:
-        return CloudResponseError(f"the answer of the cloud at {self.cloud.url} (model {self.cloud.model}) {what}")
+        return CloudResponseError(
+            f"the answer of the cloud at {self.cloud.shown_url} (model {self.cloud.model}) {what}"
+        )
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """The server's `Retry-After` (in seconds, on 429 or 503) capped at `max_backoff`, else the jittered backoff."""
@@ -233,7 +262,7 @@ class RemoteCloudClient(CloudClient):
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         log.warning(
             "cloud at %s: %s; retry %d of %d in %.2f s",
-            self.cloud.url,
+            self.cloud.shown_url,
             _describe(state.outcome.exception()),
             state.attempt_number,
             self.cloud.retries,

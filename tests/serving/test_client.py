@@ -49,6 +49,22 @@ def test_auth_header_comes_from_the_environment_only(url, monkeypatch):
     assert cloud.open().http.headers["X-Api-Key"] == "secret"
 
 
+def test_a_password_in_the_url_reaches_no_id_or_message():
+    cloud = RemoteCloud("https://alice:s3cret@cloud.example:8443/", "lite2")
+    assert cloud.cloud_id == "remote-https://cloud.example:8443-lite2" and cloud.url.startswith("https://alice:s3cret@")
+    with pytest.raises(ConfigError) as error:
+        RemoteCloud("http://alice:s3cret@cloud.example/", "lite2")
+    assert "s3cret" not in str(error.value) and "http://cloud.example" in str(error.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_a_credential_over_plain_http_is_allowed_on_loopback_only(host):
+    RemoteCloud(f"http://{host}:8080", "m", auth_env="OWSD_TEST_TOKEN")  # never leaves the machine
+    with pytest.raises(ConfigError, match="clear text over http://; use https://"):
+        RemoteCloud("http://10.1.2.3:8080", "m", auth_env="OWSD_TEST_TOKEN")
+    RemoteCloud("https://10.1.2.3:8080", "m", auth_env="OWSD_TEST_TOKEN")
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [({"url": "127.0.0.1:8080"}, "http://"), ({"concurrency": 0}, "concurrency"), ({"timeout": 0}, "timeout")],
