@@ -124,7 +124,9 @@ class LocalCloudClient(CloudClient):
         self.classifier = classifier.requires_grad_(False).eval()
 
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.preprocess(pixels)).softmax(-1)
+        """Logits in whatever precision the classifier ran at; the softmax in float32, so reduced-precision
+        logits still give probabilities that sum to one."""
+        return self.classifier(self.preprocess(pixels)).float().softmax(-1)
 
     def classify_plaintext(self, pixels: torch.Tensor) -> torch.Tensor:
         """Evaluation only: the cloud's answer for the unscrambled image (the paper's upper bound)."""

@@ -69,3 +69,11 @@ def test_a_validation_fraction_that_leaves_no_image_is_one_error(workdir):
     result = run_owsd(tiny_args(workdir, "--data.split.val_fraction", "0.01"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "data.split.val_fraction=0.01 leaves no validation image" in result.stderr
+
+
+def test_a_bf16_fit_runs_end_to_end_under_its_own_cache(workdir, capsys):
+    """The CI config's real Keras cloud in bfloat16: its answers are still probabilities (float32 softmax)."""
+    main(tiny_args(workdir, "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1"))
+    assert "IIN embedding+cloud (OWSD)" in capsys.readouterr().out
+    (folder,) = (workdir / "cache").iterdir()
+    assert '"precision": "bf16-mixed"' in (folder / "manifest.json").read_text()
