@@ -156,11 +156,16 @@ class PairCache:
         return self._table
 
     def _ids(self) -> set[str]:
+        """Every cached id; read under the lock, so a pack written meanwhile by another process (which drops
+        the shards it absorbed) is never half seen."""
         if self._present is None:
-            header = self._pack_header()
-            present = set(header["image_ids"]) if header else set()
-            for path in self.directory.glob("shard-*.pt"):
-                present.update(_load_shard(path)["image_ids"])
+            if not self.directory.is_dir():
+                return set()
+            with self._locked():
+                header = self._pack_header()
+                present = set(header["image_ids"]) if header else set()
+                for path in self.directory.glob("shard-*.pt"):
+                    present.update(_load_shard(path)["image_ids"])
             self._present = present
         return self._present
 
