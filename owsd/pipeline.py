@@ -54,6 +54,15 @@ def normalised_precision(precision: str | int | None) -> str:
     return PRECISIONS[precision]
 
 
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """`torch.autocast` for a normalised precision on `device`; nothing at full precision or where autocast
+    does not exist (the `meta` device)."""
+    dtype = _AUTOCAST_DTYPES.get(precision)
+    if dtype is None or not torch.amp.autocast_mode.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 class Pipeline:
     """Private images → (embedding, cloud vector) under one key, and the services every command needs for it.
 
@@ -159,10 +168,7 @@ class Pipeline:
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The arithmetic of the encoders and the cloud on `device` (the generator turns it off for itself)."""
-        dtype = _AUTOCAST_DTYPES.get(self.precision)
-        if dtype is None or not torch.amp.autocast_mode.is_autocast_available(device.type):
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=dtype)
+        return autocast(self.precision, device)
 
     @cached_property
     def contract(self) -> dict[str, Any]:
