@@ -27,13 +27,14 @@ def main(argv: list[str]) -> None:
     pipeline = data.pipeline
     check_contract(model, pipeline, config.ckpt_path)
     positions = data.split.test[: config.repeats]
-    predictor = Predictor(pipeline, model, len(positions) + 1)
+    ids = [pipeline.source.items[p][0] for p in positions]
+    predictor = Predictor(pipeline, model, ["warm-up", *ids])
     images = [pipeline.source.load(p, pipeline.image_size)[None] for p in positions]
     predictor(images[0], ["warm-up"])  # first calls allocate; a served model is warm
     times = []
-    for position, image in zip(positions, images):
+    for image_id, image in zip(ids, images):
         started = time.perf_counter()
-        predictor(image, [pipeline.source.items[position][0]])
+        predictor(image, [image_id])
         times.append((time.perf_counter() - started) * 1000)
     quantiles = statistics.quantiles(times, n=100)
     print(f"predict, one image, {len(times)} runs: p50 {statistics.median(times):.0f} ms, "

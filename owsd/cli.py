@@ -13,7 +13,11 @@ from owsd.errors import user_error
 
 # name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "key": ("key", "keys: `new PATH`, `rotate --config FILE` (retire the key for a new one), `list` (the ledger)"),
+    "key": (
+        "key",
+        "keys: `new PATH`, `rotate --config FILE` (retire the key for a new one), `list` (the ledger), "
+        "`budget FP N` (change a key's budget)",
+    ),
     "keygen": ("key", "same as `owsd key new PATH`: write a new 256-bit key file (mode 0600)"),
     "fit": ("train", "fill the cache, train and test the IIN and each `compare` input, print the table"),
     "validate": ("train", "evaluate a trained IIN checkpoint on the validation split"),

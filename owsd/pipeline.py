@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace as replace_settings
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from owsd.components.cloud import Cloud, CloudClient, InProcessCloud
 from owsd.components.encoder import Encoder
-from owsd.components.key import Key, load_key, save_key
+from owsd.components.key import Key, load_or_create_key
 from owsd.components.ledger import KeyLedger, configured_budget
 from owsd.components.scrambler import Defences, Scrambler, ScramblerSettings
 from owsd.components.timm_models import ModelSpec
@@ -138,21 +139,20 @@ class Pipeline:
 
     @cached_property
     def _key(self) -> Key:
-        key_file = Path(self.scrambler.key_file)
-        if self.scrambler.create_key and not key_file.exists():
-            save_key(Key.generate(), key_file)
-            log.info("created key file %s", key_file)
-        return load_key(key_file)
+        key, created = load_or_create_key(Path(self.scrambler.key_file), self.scrambler.create_key)
+        if created:
+            log.info("created key file %s", self.scrambler.key_file)
+        return key
 
-    def open_cloud(self, command: str, upcoming: int = 0) -> CloudClient:
+    def open_cloud(self, command: str, image_ids: Sequence[str] = ()) -> CloudClient:
         """The cloud client with the key ledger attached: every batch it sends is recorded, and refused
-        beyond the key's budget, before it goes out. `upcoming`, the most scrambled images this `command`
-        may send, is checked against the budget first, so a run that cannot finish never starts."""
+        beyond the key's budget, before it goes out. The images this `command` will send (one per encoder for
+        each of `image_ids`) are checked against the budget first, so a run that cannot finish never starts."""
         key, key_file = self.key(), Path(self.scrambler.key_file)
         budget = configured_budget(self.scrambler.key_budget, self.scrambler.key_budget_file)
         ledger = KeyLedger(self.scrambler.ledger_file, command)
         ledger.register(key.fingerprint, key_file.resolve(), key_file.stat().st_mtime, budget)
-        ledger.check(key.fingerprint, upcoming)
+        ledger.check(key.fingerprint, image_ids, images_per_id=len(self.encoders))
         client = self.cloud.open()
         client.ledger = ledger
         return client

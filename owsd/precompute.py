@@ -53,7 +53,7 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
             f"trainer.precision={pipeline.precision}, but the Trainer on the {type(trainer.accelerator).__name__} "
             f"runs at {trainer.precision} (the device cannot run the other); choose a precision it supports"
         )
-    cloud = pipeline.open_cloud("precompute", upcoming=len(todo) * len(pipeline.encoders))
+    cloud = pipeline.open_cloud("precompute", pipeline.image_ids(todo))
     cache.prepare()
     module = PrecomputeModule(
         pipeline.build_encoders(), pipeline.scramblers(), cloud, cache, pipeline.plaintext_baseline

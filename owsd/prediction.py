@@ -54,10 +54,12 @@ def check_contract(model: IINModule, pipeline: Pipeline, checkpoint: str | Path)
 
 class Predictor:
     """Probabilities over the IIN's classes for batches of new uint8 images (N×3×S×S at `data.image_size`),
-    computed on `device` at the pipeline's precision; `images` is how many will be sent, checked against the
-    key's budget before the first is."""
+    computed on `device` at the pipeline's precision; `image_ids` name those that will be sent, checked against
+    the key's budget before the first is (those sent before count as resends)."""
 
-    def __init__(self, pipeline: Pipeline, model: IINModule, images: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, pipeline: Pipeline, model: IINModule, image_ids: list[str], device: torch.device | str = "cpu"
+    ) -> None:
         if model.iin_input == "embedding+plaintext_cloud":
             raise ConfigError("an IIN on the plaintext cloud is an evaluation bound: plaintext never goes to a cloud")
         if pipeline.scrambler.defences.rotate_every is not None:
@@ -68,7 +70,7 @@ class Predictor:
         self.uses_cloud = "cloud" in model.iin_input.split("+")
         self.scramblers = pipeline.scramblers()
         # An embedding-only IIN sends nothing; otherwise every image sent is in the key's ledger, within budget.
-        cloud = pipeline.open_cloud("predict", upcoming=images * len(self.encoders)) if self.uses_cloud else None
+        cloud = pipeline.open_cloud("predict", image_ids) if self.uses_cloud else None
         self.cloud = cloud.to(self.device) if cloud is not None else None
         self.sent = 0
 

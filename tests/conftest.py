@@ -4,6 +4,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,38 @@ def repository_ledger_untouched():
     before = state()
     yield
     assert state() == before, f"a test wrote to {ledger}: give it --data.scrambler.ledger_file in its own folder"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server on loopback: `.ci/run`'s (OWSD_TEST_POSTGRES_URL), or one started here for this
+    session. Without a server the tests skip, unless OWSD_REQUIRE_POSTGRES says the run must have one."""
+    pytest.importorskip("psycopg")
+    if "OWSD_TEST_POSTGRES_URL" in os.environ:
+        yield os.environ["OWSD_TEST_POSTGRES_URL"]
+        return
+    started = subprocess.run([REPO / ".ci" / "postgres", "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        if os.environ.get("OWSD_REQUIRE_POSTGRES"):
+            pytest.fail(f"no PostgreSQL server: {started.stderr.strip()}")
+        pytest.skip(f"no PostgreSQL server: {started.stderr.strip()}")
+    folder, url = started.stdout.split()
+    try:
+        yield url
+    finally:
+        subprocess.run([REPO / ".ci" / "postgres", "stop", folder], check=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import psycopg
+
+    name = f"owsd_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -91,9 +91,9 @@ def test_precompute_runs_on_the_device_of_its_input(pipeline):
 
 def test_predict_runs_on_the_device_it_is_given(pipeline, monkeypatch):
     pipeline = pipeline.with_defences(Defences(embedding_noise=0.5))  # predict does not rotate keys
-    monkeypatch.setattr(pipeline, "open_cloud", lambda command, upcoming: pipeline.cloud.open())  # no ledger
+    monkeypatch.setattr(pipeline, "open_cloud", lambda command, image_ids: pipeline.cloud.open())  # no ledger
     model = IINModule(input_dim=256 + 96 + 2000, num_classes=10, hidden_size=8)
-    predictor = Predictor(pipeline, model, images=2, device=META)
+    predictor = Predictor(pipeline, model, ["new/a", "new/b"], device=META)
     images = torch.empty(2, 3, 64, 64, dtype=torch.uint8)  # decoded on the host, as predict reads files
     guard = NoHostTensors()
     with guard:

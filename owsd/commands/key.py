@@ -1,4 +1,4 @@
-"""`owsd key new|rotate|list`: make a key, replace a config's key by a new one, audit the key ledger.
+"""`owsd key new|rotate|list|budget`: make a key, replace a config's key, audit the ledger, change a budget.
 
 `owsd keygen PATH` is `owsd key new PATH`. Keys show themselves only by fingerprint: no key bytes are
 printed, logged or written to the ledger.
@@ -26,14 +26,35 @@ def main(argv: list[str]) -> None:
     new.add_argument("path", type=Path)
     actions.add_parser("rotate", help="retire the key of --config's data.scrambler.key_file for a new one")
     listing = actions.add_parser("list", help="every key in the ledger: created, images exposed, resends, budget")
-    listing.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER, help=f"the ledger file ({DEFAULT_LEDGER})")
+    budget = actions.add_parser(
+        "budget", help="set the images a key may expose (`none` lifts the limit); a config cannot change it"
+    )
+    budget.add_argument("fingerprint", help="the key, as `owsd key list` names it")
+    budget.add_argument("images", type=budget_value, help="a number of images ≥ 0, or none")
+    for action in (listing, budget):
+        action.add_argument(
+            "--ledger", default=str(DEFAULT_LEDGER), help=f"the ledger file or postgresql:// URL ({DEFAULT_LEDGER})"
+        )
     config = parser.parse_args(args)
     if config.action == "new":
         key = Key.generate()
         save_key(key, config.path)
         print(f"wrote key {key.fingerprint} to {config.path}")
+    elif config.action == "budget":
+        record = KeyLedger(config.ledger, "key budget").set_budget(config.fingerprint, config.images)
+        limit = "no limit" if record.budget is None else f"a budget of {record.budget} images"
+        print(f"key {record.fingerprint} has {limit}; {record.exposed} exposed so far")
     else:
         print(key_table(KeyLedger(config.ledger, "key list").keys()))
+
+
+def budget_value(text: str) -> int | None:
+    """`owsd key budget`'s number: an integer ≥ 0, or `none`."""
+    if text.casefold() == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of images ≥ 0 or none")
+    return int(text)
 
 
 def rotate(args: list[str]) -> None:
@@ -53,7 +74,7 @@ def rotate(args: list[str]) -> None:
     budget = configured_budget(settings.key_budget, settings.key_budget_file)
     kept = key_file.with_name(f"{key_file.stem}.{old.fingerprint}.retired{key_file.suffix}")
     staged = key_file.with_name(f".{key_file.name}.new")
-    ledger = KeyLedger(Path(settings.ledger_file), "key rotate")
+    ledger = KeyLedger(settings.ledger_file, "key rotate")
     save_key(new, staged)
     try:
         ledger.retire(old.fingerprint, kept.resolve(), key_file.stat().st_mtime)

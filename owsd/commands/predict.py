@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
     classes: list[str] = model.hparams["classes"]
     files = image_files([Path(p) for p in config.images])
     images = {path: load_image(path, pipeline.image_size) for path in files}  # all readable before any is sent
-    predictor = Predictor(pipeline, model, len(files), device(config.device))
+    predictor = Predictor(pipeline, model, [str(p) for p in files], device(config.device))
     rows, started = [], time.perf_counter()
     with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
         for start in range(0, len(files), config.batch_size):

@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 from owsd.errors import KeyFileError
@@ -18,6 +19,7 @@ from owsd.errors import KeyFileError
 KEY_BYTES = 32
 FINGERPRINT_HEX_CHARS = 16
 _DOMAIN = b"owsd/v1/"
+KEY_WAIT_SECONDS = 600.0  # how long the other ranks wait for rank 0 to create a key
 
 
 class Key:
@@ -64,19 +66,62 @@ class Key:
 
 
 def save_key(key: Key, path: Path) -> None:
-    """Write `key` to a new file readable by its owner only; never overwrite an existing key."""
+    """Write `key` to a new file readable by its owner only; never overwrite an existing key.
+
+    The bytes go to a private temporary file first, which is then hard-linked into place: linking fails if
+    the name exists, and a reader never sees a key file that is empty or half written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(key._secret)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temp, path)
     except FileExistsError:
         raise KeyFileError(f"key file {path} already exists; refusing to overwrite it") from None
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, key._secret)
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        temp.unlink(missing_ok=True)
+
+
+def launch_rank() -> int:
+    """This process's global rank under torchrun, SLURM or Lightning's DDP launcher (0 when launched alone)."""
+    for variable in ("RANK", "SLURM_PROCID"):
+        if variable in os.environ:
+            return int(os.environ[variable])
+    return int(os.environ.get("NODE_RANK", 0)) + int(os.environ.get("LOCAL_RANK", 0))
+
+
+def load_or_create_key(path: Path, create: bool, wait_seconds: float = KEY_WAIT_SECONDS) -> tuple[Key, bool]:
+    """The key at `path` and whether this process created it.
+
+    With `create`, a missing key is made by rank 0 only; the other ranks of a distributed launch wait for it,
+    so every rank scrambles under the same key. Two processes that both believe they are rank 0 (two runs
+    started at once) cannot both win: the loser of `save_key`'s link reads the winner's key.
+    """
+    path = Path(path)
+    created = False
+    if create and not path.exists():
+        if launch_rank() == 0:
+            try:
+                save_key(Key.generate(), path)
+                created = True
+            except KeyFileError:
+                if not path.exists():
+                    raise
+        else:
+            deadline = time.monotonic() + wait_seconds
+            while not path.exists():
+                if time.monotonic() > deadline:
+                    raise KeyFileError(
+                        f"rank {launch_rank()} waited {wait_seconds:.0f} s for rank 0 to create key file {path}; "
+                        "create it first with `owsd key new`, on storage every rank sees"
+                    )
+                time.sleep(0.1)
+    return load_key(path), created
 
 
 def load_key(path: Path) -> Key:

@@ -71,7 +71,8 @@ class ScramblerSettings:
         size: side of the scrambled images sent to the cloud (256 in the paper).
         channels: channels of the generator's first feature map.
         defences: see `Defences`.
-        ledger_file: the key ledger (SQLite): every scrambled image sent, per key fingerprint.
+        ledger_file: the key ledger, every scrambled image sent per key fingerprint: a SQLite file for one
+            machine, or a `postgresql://user@host/db` URL (no password in it) for several that share keys.
         key_budget: images the cloud may see under one key; beyond it nothing is sent (None: no limit).
         key_budget_file: instead of `key_budget`, the T1 budget of a `key_budget.json` from `owsd attack`.
     """
@@ -81,7 +82,7 @@ class ScramblerSettings:
     size: int = 256
     channels: int = 512
     defences: Defences = Defences()
-    ledger_file: Path = DEFAULT_LEDGER
+    ledger_file: str = str(DEFAULT_LEDGER)
     key_budget: int | None = None
     key_budget_file: Path | None = None
 

@@ -1,6 +1,7 @@
 """`owsd key new|rotate|list` and the ledger that `owsd fit` fills, on the tiny CI config."""
 
 import base64
+import shutil
 import stat
 
 import pytest
@@ -77,3 +78,23 @@ def test_listing_without_a_ledger_is_one_clear_line(workdir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["key", "list", "--ledger", "none.sqlite"])
     assert exit_info.value.code == 2 and "no key ledger at none.sqlite" in capsys.readouterr().err
+
+
+def test_a_budget_is_bound_to_the_key_and_changed_by_key_budget(workdir, capsys):
+    main(tiny_args(workdir, "--data.scrambler.key_budget", "30"))  # 20 images sent: the budget is now the key's
+    fingerprint = load_key(workdir / "keys" / "test.key").fingerprint
+    ledger = str(workdir / "ledger.sqlite")
+    shutil.rmtree(workdir / "cache")  # so the next run sends again
+    with pytest.raises(SystemExit) as exit_info:  # another number in the config changes nothing
+        main(tiny_args(workdir, "--data.scrambler.key_budget", "1000"))
+    assert exit_info.value.code == 2
+    assert f"key {fingerprint} has a budget of 30 images" in capsys.readouterr().err
+    main(["key", "budget", fingerprint, "1000", "--ledger", ledger])
+    assert f"key {fingerprint} has a budget of 1000 images; 20 exposed so far" in capsys.readouterr().out
+    main(["key", "budget", fingerprint, "none", "--ledger", ledger])
+    assert f"key {fingerprint} has no limit; 20 exposed so far" in capsys.readouterr().out
+    main(["key", "list", "--ledger", ledger])
+    assert capsys.readouterr().out.splitlines()[1].split()[3:6] == ["20", "0", "none"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["key", "budget", "0123456789abcdef", "5", "--ledger", ledger])
+    assert exit_info.value.code == 2 and "knows no key 0123456789abcdef" in capsys.readouterr().err

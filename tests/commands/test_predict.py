@@ -80,3 +80,22 @@ def test_predict_refuses_a_count_of_zero_in_one_line(fitted, capsys, setting):
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and setting.lstrip("-") in error and "Traceback" not in error
     assert not (workdir / "zero").exists()
+
+
+def test_predicting_the_same_images_again_are_resends_within_a_spent_budget(fitted, tmp_path, capsys):
+    workdir, checkpoint = fitted
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for shared in ("cache", "keys"):
+        (mine / shared).symlink_to(workdir / shared)
+    shutil.copy(workdir / "ledger.sqlite", mine / "ledger.sqlite")
+    main(predict_args(mine, checkpoint, TINY_IMAGES))
+    ledger = KeyLedger(mine / "ledger.sqlite", "test")
+    (key,) = ledger.keys()
+    main(["key", "budget", key.fingerprint, str(key.exposed), "--ledger", str(mine / "ledger.sqlite")])
+    main(predict_args(mine, checkpoint, TINY_IMAGES, out="again"))  # every image already seen: 20 resends
+    (after,) = ledger.keys()
+    assert (after.exposed, after.resends) == (key.exposed, key.resends + 20)
+    assert json.loads((mine / "again" / "predictions.json").read_text()) == json.loads(
+        (mine / "predictions" / "predictions.json").read_text()
+    )

@@ -1,9 +1,12 @@
+import multiprocessing
+import os
 import pickle
 import stat
+import time
 
 import pytest
 
-from owsd.components.key import KEY_BYTES, Key, load_key, save_key
+from owsd.components.key import KEY_BYTES, Key, load_key, load_or_create_key, save_key
 from owsd.errors import KeyFileError
 
 
@@ -64,3 +67,36 @@ def test_load_key_rejects_wrong_size_and_missing_file(tmp_path):
         load_key(path)
     with pytest.raises(KeyFileError, match=r"nothere\.key does not exist"):
         load_key(tmp_path / "nothere.key")
+
+
+def _rank_opens_key(path, rank: str, delay: float, start, fingerprints) -> None:
+    os.environ["RANK"] = rank
+    start.wait()
+    time.sleep(delay)
+    key, created = load_or_create_key(path, create=True)
+    fingerprints.put((rank, key.fingerprint, created))
+
+
+@pytest.mark.parametrize("ranks", [(("1", 0.0), ("0", 0.5)), (("0", 0.0), ("0", 0.0))], ids=["ddp", "two-runs"])
+def test_key_creation_is_race_free_across_processes(tmp_path, ranks):
+    """Rank 1 starts first and waits for rank 0's key; two processes that both think they are rank 0 end with
+    one key between them. Neither ever reads an empty or half-written file."""
+    path = tmp_path / "keys" / "shared.key"
+    fork = multiprocessing.get_context("fork")
+    start, fingerprints = fork.Barrier(len(ranks)), fork.Queue()
+    workers = [fork.Process(target=_rank_opens_key, args=(path, r, d, start, fingerprints)) for r, d in ranks]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    results = [fingerprints.get(timeout=5) for _ in workers]
+    assert len({fingerprint for _, fingerprint, _ in results}) == 1
+    assert sum(created for *_, created in results) == 1 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["shared.key"]  # no temporary file left behind
+
+
+def test_a_rank_that_waits_in_vain_names_the_key_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(KeyFileError, match=r"rank 3 waited 0 s for rank 0 to create key file .*never.key"):
+        load_or_create_key(tmp_path / "never.key", create=True, wait_seconds=0.2)

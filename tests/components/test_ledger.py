@@ -49,22 +49,86 @@ def test_digest_is_of_the_exact_bytes():
     )
 
 
-def _record_many(path: str, fingerprint: str, seed: int) -> None:
-    ledger = KeyLedger(path, "precompute")
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request, tmp_path) -> str:
+    """Both stores: a SQLite file, and a fresh database on a real PostgreSQL server on loopback."""
+    return str(tmp_path / "ledger.sqlite") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _record_many(location: str, fingerprint: str, seed: int) -> None:
+    ledger = KeyLedger(location, "precompute")
     for batch in range(20):
         ledger.record(fingerprint, image_digests(pixels(5, seed * 1000 + batch)))
 
 
-def test_two_processes_recording_at_once_add_up(tmp_path):
-    path = str(tmp_path / "ledger.sqlite")
+def test_two_processes_recording_at_once_add_up(location):
     fork = multiprocessing.get_context("fork")
-    workers = [fork.Process(target=_record_many, args=(path, "k", seed)) for seed in (1, 2)]
+    workers = [fork.Process(target=_record_many, args=(location, "k", seed)) for seed in (1, 2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    assert counts(KeyLedger(path, "list")) == {"k": (200, 0)}
+    assert counts(KeyLedger(location, "list")) == {"k": (200, 0)}
+
+
+def _send_until_refused(location: str, seed: int, start, sent) -> None:
+    """A sender that records one new image at a time, as fast as it can, until the budget refuses it."""
+    ledger = KeyLedger(location, f"sender {seed}")
+    start.wait()
+    for index in range(1000):
+        try:
+            ledger.record("k", image_digests(pixels(1, seed * 100_000 + index)))
+        except KeyBudgetError:
+            break
+        with sent.get_lock():
+            sent.value += 1
+
+
+def test_concurrent_senders_send_exactly_the_budget(location):
+    budget, senders = 40, 4
+    KeyLedger(location, "setup").register("k", None, 0.0, budget)
+    fork = multiprocessing.get_context("fork")
+    start, sent = fork.Barrier(senders), fork.Value("i", 0)
+    workers = [fork.Process(target=_send_until_refused, args=(location, s, start, sent)) for s in range(senders)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert sent.value == budget and counts(KeyLedger(location, "list")) == {"k": (budget, 0)}
+
+
+def test_a_budget_is_set_once_and_changed_only_explicitly(location, tmp_path):
+    ledger = KeyLedger(location, "fit")
+    ledger.register("k", tmp_path / "k.key", 0.0, budget=5)
+    ledger.register("k", tmp_path / "k.key", 0.0, budget=None)  # a config without key_budget lifts nothing
+    ledger.register("k", tmp_path / "k.key", 0.0, budget=5)  # repeating it is fine
+    with pytest.raises(ConfigError, match=r"key k has a budget of 5 .* asks for 9.*`owsd key budget k 9`"):
+        ledger.register("k", tmp_path / "k.key", 0.0, budget=9)
+    assert [key.budget for key in ledger.keys()] == [5]
+    assert ledger.set_budget("k", 9).budget == 9 and ledger.set_budget("k", None).budget is None
+    with pytest.raises(ConfigError, match="knows no key other"):
+        ledger.set_budget("other", 3)
+
+
+def test_the_pre_check_counts_images_sent_before_as_resends(location):
+    ledger = KeyLedger(location, "predict")
+    ledger.register("k", None, 0.0, budget=4)
+    ledger.record("k", image_digests(pixels(4)), ["a", "b", "c", "d"])
+    ledger.check("k", ["a", "b", "c", "d"])  # a resend-only run fits a spent budget
+    with pytest.raises(KeyBudgetError, match="may send up to 1 more"):
+        ledger.check("k", ["a", "e"])
+    with pytest.raises(KeyBudgetError, match="may send up to 4 more"):  # two encoders: a second image per id
+        ledger.check("k", ["a", "b", "c", "d"], images_per_id=2)
+
+
+def test_a_postgres_url_never_holds_a_password_and_an_unreachable_server_is_named():
+    with pytest.raises(ConfigError, match="must not hold a password"):
+        KeyLedger("postgresql://owsd:secret@127.0.0.1/ledger", "fit")
+    pytest.importorskip("psycopg")
+    with pytest.raises(ConfigError, match=r"cannot reach the key ledger postgresql://owsd@127.0.0.1:9/ledger"):
+        KeyLedger("postgresql://owsd@127.0.0.1:9/ledger", "fit").check("k", ["a"])
 
 
 class _Dropping(CloudClient):
@@ -90,8 +154,8 @@ def test_a_batch_is_counted_before_it_is_sent_and_its_retry_is_a_resend(tmp_path
     assert cloud.received == 6 and counts(ledger) == {"k": (3, 3)}
 
 
-def test_beyond_the_budget_nothing_is_sent_or_recorded(tmp_path):
-    ledger = KeyLedger(tmp_path / "ledger.sqlite", "precompute")
+def test_beyond_the_budget_nothing_is_sent_or_recorded(location, tmp_path):
+    ledger = KeyLedger(location, "precompute")
     ledger.register("k", tmp_path / "k.key", 0.0, budget=5)
     cloud = SpyCloud().open()
     cloud.ledger = ledger
@@ -103,11 +167,11 @@ def test_beyond_the_budget_nothing_is_sent_or_recorded(tmp_path):
     cloud(ScrambledImages(torch.cat([pixels(4, 1), pixels(1, 2)]), "k"))  # 4 resends and 1 new image fit
     assert counts(ledger) == {"k": (5, 4)}
     with pytest.raises(KeyBudgetError, match="may send up to 1 more"):
-        ledger.check("k", upcoming=1)
+        ledger.check("k", ["new"])
 
 
-def test_a_retired_key_sends_nothing(tmp_path):
-    ledger = KeyLedger(tmp_path / "ledger.sqlite", "precompute")
+def test_a_retired_key_sends_nothing(location, tmp_path):
+    ledger = KeyLedger(location, "precompute")
     ledger.record("k", image_digests(pixels(1)))
     ledger.retire("k", tmp_path / "k.retired.key", 0.0)
     with pytest.raises(KeyBudgetError, match="key k is retired"):
