@@ -13,23 +13,24 @@ from pathlib import Path
 
 from PIL import Image
 
-from owsd.commands.settings import experiment_parser, parse, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import experiment_parser, parse
 
 
 def main(argv: list[str]) -> None:
-    config, objects, _ = parse(experiment_parser("export_test_images", __doc__.splitlines()[0]), ["export", *argv])
+    config, objects, config_yaml = parse(
+        experiment_parser("export_test_images", __doc__.splitlines()[0]), ["export", *argv]
+    )
     data = objects.data
     source = data.pipeline.source
     names = source.classes
 
-    def write(folder: Path) -> None:
+    with OutputFolder(Path(config.out), config_yaml) as folder:
         for position in data.split.test:
             label = source.items[position][1]
             pixels = source.load(position, data.pipeline.image_size).permute(1, 2, 0).numpy()
             (folder / names[label]).mkdir(exist_ok=True)
             Image.fromarray(pixels).save(folder / names[label] / f"{position}.png")
-
-    write_folder(Path(config.out), write)
     print(f"wrote {len(data.split.test)} test images to {config.out}")
 
 

@@ -10,6 +10,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 from owsd.errors import user_error
+from owsd.interrupts import Interrupted, stop_on_signals
 
 # name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -132,12 +133,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"owsd: error: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     configure_logging()
-    command = importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}")
+    if argv is None:  # the process's own command line: this process is owsd's to stop
+        stop_on_signals()
     try:
+        command = importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}")
         command.main(args)
+    except Interrupted as interrupt:
+        print(f"owsd: stopped by {interrupt}{_notes(interrupt)}", file=sys.stderr)
+        sys.exit(interrupt.exit_code)
     except Exception as error:
         cause = user_error(error)
         if cause is None:
             raise
-        print(f"owsd: error: {cause}", file=sys.stderr)
+        print(f"owsd: error: {cause}{_notes(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _notes(error: BaseException) -> str:
+    """What the output folder being written said it kept, on the same line."""
+    return "".join(f"; {note}" for note in getattr(error, "__notes__", ()))

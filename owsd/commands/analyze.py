@@ -21,7 +21,8 @@ from lightning.pytorch import Trainer
 from owsd.analysis.cloud_output import cloud_output_summary, relu_zero_fraction
 from owsd.analysis.plots import save_image_grid, save_pca_plot
 from owsd.analysis.settings import AnalysisSettings
-from owsd.commands.settings import check_output_folder, experiment_parser, parse, trainer_factory, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import experiment_parser, parse, scratch_trainer_settings, trainer_factory
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
 from owsd.pipeline import Pipeline
@@ -33,17 +34,17 @@ log = logging.getLogger("owsd")
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd analyze", __doc__.splitlines()[0])
     config, objects, config_yaml = parse(parser, argv)
-    check_output_folder(config.out)
     data: OWSDDataModule = objects.data
     if not data.pipeline.plaintext_baseline:
         raise ConfigError("analyze compares answers for plain and scrambled images: set data.plaintext_baseline: true")
     settings: AnalysisSettings = objects.analysis
     pca = pca_labels(data, settings)
     size = data.pipeline.scrambler.size  # originals beside scrambled, at the same size
-    material = gather(data, trainer_factory(objects)(), size)
-    figures = analyse(data.pipeline, material, settings)
-    write_folder(config.out, lambda folder: write_results(folder, material, settings, pca, figures, config_yaml))
-    log_to_logger(trainer_factory(objects)(), figures)
+    with OutputFolder(config.out, config_yaml) as folder, scratch_trainer_settings(objects) as trainer:
+        material = gather(data, trainer_factory(trainer)(), size)
+        figures = analyse(data.pipeline, material, settings)
+        write_results(folder, material, settings, pca, figures, config_yaml)
+        log_to_logger(trainer_factory(trainer)(), figures)
     print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
     log.info("wrote %s", config.out)
 

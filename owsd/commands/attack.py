@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from owsd.analysis.plots import save_curve_plot
-from owsd.commands.settings import check_output_folder, experiment_parser, parse, trainer_factory, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import experiment_parser, parse, scratch_trainer_settings, trainer_factory
 from owsd.security.settings import AttackSettings
 from owsd.security.suite import SuiteResult, run_suite
 
@@ -23,10 +24,10 @@ log = logging.getLogger("owsd")
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd attack", __doc__.splitlines()[0])
     config, objects, config_yaml = parse(parser, argv)
-    check_output_folder(config.out)  # before the long run, not only after it
     settings: AttackSettings = objects.attack
-    result = run_suite(objects.data, objects.model, trainer_factory(objects), settings, config.iin_threads)
-    write_folder(config.out, lambda folder: write_results(folder, result, config_yaml))
+    with OutputFolder(config.out, config_yaml) as folder, scratch_trainer_settings(objects) as trainer:
+        result = run_suite(objects.data, objects.model, trainer_factory(trainer), settings, config.iin_threads)
+        write_results(folder, result, config_yaml)
     print(summary(result))
     log.info("wrote %s", config.out)
 

@@ -1,9 +1,12 @@
 """`owsd predict --config CFG --ckpt_path CKPT --images PATH... --out DIR`: classify new private images.
 
 Each image is embedded, scrambled under the config's key and sent to its cloud (local or remote); the trained
-IIN turns (embedding, answer) into the top-k labels. Writes `DIR/predictions.csv` and `DIR/predictions.json`
-all at once; prints images/s, and the accuracy when the images sit in folders named after the IIN's classes.
-The checkpoint must have been trained for this key, encoders and cloud.
+IIN turns (embedding, answer) into the top-k labels. Writes `DIR/predictions.csv` and `DIR/predictions.json`;
+prints images/s, and the accuracy when the images sit in folders named after the IIN's classes. The
+checkpoint (by default the best of the newest `owsd fit` under `trainer.default_root_dir`) must have been
+trained for this key, encoders and cloud. Each answered batch is kept in `DIR.partial` as it arrives: when
+the cloud fails or the run is stopped, the answered images are kept, the others listed in `unanswered.txt`,
+and the same command run again sends only those.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,17 +23,23 @@ import torch
 from jsonargparse.typing import PositiveInt
 from tqdm import tqdm
 
-from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import experiment_parser, parse
 from owsd.data.sources import IMAGE_SUFFIXES, load_image
 from owsd.errors import ConfigError, DataError, KeyFileError
+from owsd.files import atomic_write
 from owsd.prediction import Predictor, check_contract, load_checkpoint
 
 log = logging.getLogger("owsd")
 
+ANSWERED, UNANSWERED = "answered.jsonl", "unanswered.txt"  # kept while predict runs
+
 
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd predict", __doc__.splitlines()[0])
-    parser.add_argument("--ckpt_path", type=Path, required=True, help="a checkpoint written by `owsd fit`")
+    parser.add_argument(
+        "--ckpt_path", type=Path, help="a checkpoint of `owsd fit` (default: the best of the newest fit of the config)"
+    )
     parser.add_argument(
         "--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)"
     )
@@ -38,27 +48,35 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--device", type=str, default="auto", help="where the models run: auto (cuda if any), cpu, cuda, cuda:1"
     )
-    config, objects, _ = parse(parser, argv)
-    check_output_folder(config.out)
-    model = load_checkpoint(Path(config.ckpt_path))
+    config, objects, config_yaml = parse(parser, argv)
     pipeline = objects.data.pipeline
+    checkpoint = Path(config.ckpt_path) if config.ckpt_path else newest_best(objects.trainer, config.model.iin_input)
+    model = load_checkpoint(checkpoint)
     if not Path(pipeline.scrambler.key_file).is_file():  # never a new key: the IIN was trained for an existing one
         raise KeyFileError(f"key file {pipeline.scrambler.key_file} does not exist (data.scrambler.key_file)")
-    check_contract(model, pipeline, config.ckpt_path)
+    check_contract(model, pipeline, checkpoint)
     classes: list[str] = model.hparams["classes"]
     files = image_files([Path(p) for p in config.images])
     images = {path: load_image(path, pipeline.image_size) for path in files}  # all readable before any is sent
-    predictor = Predictor(pipeline, model, [str(p) for p in files], device(config.device))
-    rows, started = [], time.perf_counter()
-    with tqdm(total=len(files), unit="image", disable=not sys.stderr.isatty()) as bar:
-        for start in range(0, len(files), config.batch_size):
-            batch = files[start : start + config.batch_size]
-            probabilities = predictor(torch.stack([images[p] for p in batch]), [str(p) for p in batch])
-            rows += [ranked(path, row, classes, config.top_k) for path, row in zip(batch, probabilities)]
-            bar.update(len(batch))
-    seconds = time.perf_counter() - started
-    write_folder(config.out, lambda folder: write_predictions(folder, rows))
-    print(summary(rows, seconds, predictor.sent))
+    rows: list[dict] = []
+    progress = lambda: f"{len(rows)} of {len(files)} images answered, the others in unanswered.txt"  # noqa: E731
+    with OutputFolder(config.out, f"{config_yaml}\n{checkpoint}\n{files}", progress=progress) as folder:
+        rows += read_answered(folder)
+        todo = files[len(rows) :]
+        (folder / UNANSWERED).write_text("".join(f"{path}\n" for path in todo))
+        predictor = Predictor(pipeline, model, [str(p) for p in todo], device(config.device))
+        started = time.perf_counter()
+        with tqdm(total=len(files), initial=len(rows), unit="image", disable=not sys.stderr.isatty()) as bar:
+            for start in range(0, len(todo), config.batch_size):
+                batch = todo[start : start + config.batch_size]
+                probabilities = predictor(torch.stack([images[p] for p in batch]), [str(p) for p in batch])
+                answered = [ranked(path, row, classes, config.top_k) for path, row in zip(batch, probabilities)]
+                keep_answered(folder, answered, todo[start + len(batch) :])
+                rows += answered
+                bar.update(len(batch))
+        seconds = time.perf_counter() - started
+        write_predictions(folder, rows)
+    print(summary(rows, len(todo), seconds, predictor.sent))
     log.info("wrote %s", config.out)
 
 
@@ -98,7 +116,46 @@ def ranked(path: Path, probabilities: torch.Tensor, classes: list[str], k: int) 
     return {"image": str(path), "true_label": truth, "top": labels}
 
 
+def newest_best(trainer: dict, iin_input: str) -> Path:
+    """The checkpoint `owsd fit` kept for the OWSD IIN in its newest run: only fit writes under
+    `trainer.default_root_dir`, and it keeps one checkpoint per IIN and run, its best."""
+    root = Path(trainer.get("default_root_dir") or ".")
+    found = [path for path in root.rglob(f"{iin_input}-*.ckpt") if path.is_file()]
+    if not found:
+        raise ConfigError(f"no {iin_input} checkpoint under trainer.default_root_dir {root}: run `owsd fit` first, "
+                          "or give --ckpt_path")  # fmt: skip
+    newest = max(found, key=lambda path: path.stat().st_mtime_ns)
+    log.info("checkpoint %s (the newest fit's best)", newest)
+    return newest
+
+
+def read_answered(folder: Path) -> list[dict]:
+    """The answers an interrupted predict kept; a last line cut short by a kill is dropped."""
+    path = folder / ANSWERED
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    if path.exists():
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+def keep_answered(folder: Path, rows: list[dict], unanswered: list[Path]) -> None:
+    """A batch's answers, on disk before the next batch is sent; and what is left to send."""
+    with open(folder / ANSWERED, "a") as answered:
+        answered.write("".join(json.dumps(row) + "\n" for row in rows))
+        answered.flush()
+        os.fsync(answered.fileno())
+    atomic_write(folder / UNANSWERED, lambda temp: temp.write_text("".join(f"{path}\n" for path in unanswered)))
+
+
 def write_predictions(folder: Path, rows: list[dict]) -> None:
+    """The results, in place of the answers kept along the way."""
+    (folder / ANSWERED).unlink(missing_ok=True)
+    (folder / UNANSWERED).unlink(missing_ok=True)
     (folder / "predictions.json").write_text(json.dumps(rows, indent=1))
     with open(folder / "predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -109,8 +166,11 @@ def write_predictions(folder: Path, rows: list[dict]) -> None:
             writer.writerow([row["image"], row["true_label"] or "", *ranks])
 
 
-def summary(rows: list[dict], seconds: float, sent: int) -> str:
-    lines = [f"{len(rows)} images in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s); {sent} sent"]
+def summary(rows: list[dict], answered: int, seconds: float, sent: int) -> str:
+    """`answered` of the rows in this invocation (the rest were kept by an interrupted one)."""
+    earlier = f" (and {len(rows) - answered} answered before)" if answered < len(rows) else ""
+    rate = f"{answered / max(seconds, 1e-9):.1f} images/s"
+    lines = [f"{answered} images in {seconds:.1f} s ({rate}){earlier}; {sent} sent"]
     known = [row for row in rows if row["true_label"] is not None]
     if known and len(known) == len(rows):
         top1 = sum(row["top"][0]["label"] == row["true_label"] for row in known) / len(known)

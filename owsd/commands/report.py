@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from owsd.commands.settings import OWSDArgumentParser, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import OWSDArgumentParser
 from owsd.experiments.records import read_run
 from owsd.experiments.report import build_report
 
@@ -25,9 +26,6 @@ def main(argv: list[str]) -> None:
     config = parser.parse_args(argv[1:])
     runs = [read_run(Path(folder)) for folder in config.runs]
     out = Path(config.out)
-
-    def write(folder: Path) -> None:
+    with OutputFolder(out, " ".join(map(str, config.runs)), replace=config.replace) as folder:
         (folder / "README.md").write_text(build_report(runs, folder))
-
-    write_folder(out, write, replace=config.replace)
     log.info("wrote %s", out / "README.md")

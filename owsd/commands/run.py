@@ -3,14 +3,14 @@
 Writes `DIR/runs.jsonl` (one record per repetition: seed, recipe, ensemble and training size, image counts,
 each method's test top-1/top-5, epochs and seconds; a crashed repetition as failed, with its error),
 `DIR/run.json` (protocol, row, pipeline, precompute and total seconds) and `DIR/config.yaml`, then prints
-mean (std) per method. Exits 1 when a repetition failed (its record says why).
+mean (std) per method. Exits 1 when a repetition failed (its record says why). Each record is appended to
+`DIR.partial/runs.jsonl` as its repetition ends; an interrupted run, started again, skips those.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,11 +18,12 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
-from owsd.commands.settings import check_output_folder, experiment_parser, parse, write_folder
+from owsd.commands.output import OutputFolder
+from owsd.commands.settings import experiment_parser, parse, scratch_trainer_settings
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
 from owsd.experiments.paper import PAPER
-from owsd.experiments.records import read_run, write_run
+from owsd.experiments.records import append_record, read_records, read_run, write_run
 from owsd.experiments.report import run_summary
 from owsd.experiments.runner import SeedRunner
 from owsd.experiments.settings import ExperimentSettings
@@ -33,25 +34,28 @@ log = logging.getLogger("owsd")
 def main(argv: list[str]) -> None:
     parser = experiment_parser("owsd run", __doc__.splitlines()[0])
     config, objects, config_yaml = parse(parser, argv)
-    check_output_folder(config.out)
     settings: ExperimentSettings = objects.experiment
     if settings.paper_row is not None and not any(k.startswith(settings.paper_row) for k in PAPER):
         raise ConfigError(f"experiment.paper_row={settings.paper_row!r} is none of the paper's rows {sorted(PAPER)}")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="owsd-run-") as scratch:  # the IINs' checkpoints and CSV logs
-        trainer_settings = {**objects.trainer, "default_root_dir": scratch}
+    records: list[dict[str, Any]] = []
+    output = OutputFolder(config.out, config_yaml, progress=lambda: f"{len(records)} runs recorded")
+    with output as folder, scratch_trainer_settings(objects) as trainer_settings:
         runner = SeedRunner(objects.data, config.model.as_dict(), trainer_settings, settings, config.iin_threads)
+        records += read_records(folder)
         precompute_seconds = runner.precompute(Trainer(**trainer_settings))
-        records = list(runner.run())
-    run = {
-        "protocol": settings.protocol,
-        "row": settings.row or Path(str(config.config[0])).stem,
-        "paper_row": settings.paper_row,
-        "pipeline": run_setting(objects.data),
-        "precompute_seconds": round(precompute_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
-    write_folder(config.out, lambda folder: write_run(folder, run, records, config_yaml))
+        for record in runner.run(skip=records):
+            append_record(folder, record)
+            records.append(record)
+        run = {
+            "protocol": settings.protocol,
+            "row": settings.row or Path(str(config.config[0])).stem,
+            "paper_row": settings.paper_row,
+            "pipeline": run_setting(objects.data),
+            "precompute_seconds": round(precompute_seconds, 1),
+            "total_seconds": round(time.perf_counter() - started, 1),
+        }
+        write_run(folder, run, config_yaml)
     print(run_summary(read_run(config.out)))
     log.info("wrote %s", config.out)
     failed = sum(record["status"] != "ok" for record in records)

@@ -1,13 +1,12 @@
-"""What every experiment command shares: the config parser over the fit config's sections, Trainer
-defaults that keep piped output readable, and an output folder written all at once."""
+"""What every experiment command shares: the config parser over the fit config's sections, and Trainers
+that keep piped output readable and write nothing where `owsd fit` keeps its runs."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,7 +18,6 @@ from lightning.pytorch.cli import LightningArgumentParser
 from owsd.analysis.settings import AnalysisSettings
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
-from owsd.errors import ConfigError
 from owsd.experiments.settings import ExperimentSettings
 from owsd.iin_module import IINModule
 from owsd.security.settings import AttackSettings
@@ -89,33 +87,14 @@ def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, 
     return config, parser.instantiate_classes(config), dumped
 
 
-def trainer_factory(objects: Namespace) -> Callable[[], Trainer]:
-    """Fresh Trainers as the config describes them (one per precompute or IIN fit, as `owsd fit` does)."""
-    return lambda: Trainer(**objects.trainer)
+@contextmanager
+def scratch_trainer_settings(objects: Namespace) -> Iterator[dict[str, Any]]:
+    """The `trainer:` section with its checkpoints and logs in a temporary folder, removed afterwards: only
+    `owsd fit` writes under `trainer.default_root_dir`, so the newest folder there is always a fit's."""
+    with tempfile.TemporaryDirectory(prefix="owsd-scratch-") as scratch:
+        yield {**objects.trainer, "default_root_dir": scratch}
 
 
-def check_output_folder(out: Path) -> None:
-    """Refuse a folder that already holds something (another run's results are never overwritten)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} already holds files (another run's results?); give a new or empty folder")
-
-
-def write_folder(out: Path, write: Callable[[Path], None], replace: bool = False) -> None:
-    """Call `write(folder)` on a temporary sibling, then move it into place: all results or none.
-
-    With `replace`, an existing folder is swapped for the new one (kept until the new one is complete);
-    otherwise a folder holding files is refused."""
-    if not replace:
-        check_output_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    retired = out.with_name(f".{out.name}.old")
-    try:
-        write(staging)
-        staging.chmod(0o755)
-        if replace and out.exists():
-            os.replace(out, retired)
-        os.replace(staging, out)  # replaces an empty folder in one step
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+def trainer_factory(settings: dict[str, Any]) -> Callable[[], Trainer]:
+    """Fresh Trainers with these settings (one per precompute or IIN fit, as `owsd fit` does)."""
+    return lambda: Trainer(**settings)

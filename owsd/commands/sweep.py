@@ -2,18 +2,20 @@
 
 Arguments it does not know are appended to every trial's command after the sweep's parameters (so they win),
 e.g. `--config=tests/fixtures/small.yaml` for a smoke run. The trials, their wandb runs and checkpoints are
-written to a staging folder that becomes `--out` only when the sweep ends.
+written to `OUT.partial`, which becomes `--out` when the sweep ends; a sweep that is stopped keeps its
+finished trials there, and the same command run again continues from them to `--trials`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from owsd.commands.settings import check_output_folder, write_folder
+from owsd.commands.output import OutputFolder
 from owsd.errors import ConfigError
-from owsd.experiments.sweep import load_sweep, ranked, run_sweep, write_results
+from owsd.experiments.sweep import Trial, load_sweep, ranked, run_sweep, write_results
 
 
 def main(argv: list[str]) -> None:
@@ -32,20 +34,15 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--trials {args.trials}: run at least one trial")
     config = load_sweep(args.sweep)
     out = args.out or Path("runs/sweeps") / args.sweep.stem
-    check_output_folder(out)  # before hours of trials, not after
-
-    measured: list[bool] = []
-
-    def write(folder: Path) -> None:
-        trials = run_sweep(config, args.trials, extra, folder)
+    trials: list[Trial] = []
+    settings = f"{json.dumps(config, sort_keys=True, default=str)}\n{extra}"  # not --trials: a rerun may go further
+    with OutputFolder(out, settings, progress=lambda: f"{len(trials)} trials finished") as folder:
+        run_sweep(config, args.trials, extra, folder, done=trials)
         write_results(trials, config, folder)
-        best = ranked(trials, config["metric"].get("goal", "minimize"))[0]
-        measured.append(best.metric is not None)
-        if best.metric is not None:
-            print(f"best of {len(trials)} trials: {config['metric']['name']}={best.metric:.4f} with {best.parameters}")
-
-    write_folder(out, write)
+    best = ranked(trials, config["metric"].get("goal", "minimize"))[0]
+    if best.metric is not None:
+        print(f"best of {len(trials)} trials: {config['metric']['name']}={best.metric:.4f} with {best.parameters}")
     print(f"wrote {out}/trials.md and {out}/trials.json")
-    if not measured[0]:
+    if best.metric is None:
         print(f"owsd: error: every trial failed; {out}/trials.md says why", file=sys.stderr)
         sys.exit(1)

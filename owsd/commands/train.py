@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import yaml
-from lightning.pytorch import seed_everything
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from owsd.commands.settings import OWSDArgumentParser, add_sections, link_precision, quiet_trainer_defaults
 from owsd.components.iin import IINInput
@@ -40,6 +41,15 @@ class OWSDCLI(LightningCLI):
         )
         add_sections(parser)  # read by `owsd analyze` and `owsd attack`; unused by the trainer
         link_precision(parser)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """`validate` and `test` print their metrics and write nothing: only `fit` writes under
+        `trainer.default_root_dir`, so its newest run there is always the newest fit (`owsd predict` relies on it)."""
+        if self.subcommand not in ("validate", "test"):
+            return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs, logger=False, enable_checkpointing=False)
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]  # its config.yaml
+        return trainer
 
     def before_fit(self) -> None:
         """Check the checkpoint given (resumed or evaluated: it must have been trained on this pipeline's

@@ -4,6 +4,7 @@ and their mean (std) over seeds."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,33 @@ def _cell(setting: Setting, records: list[dict[str, Any]]) -> Cell:
     return Cell(setting, stats, [record["seed"] for record in records], failed)
 
 
-def write_run(folder: Path, run: dict[str, Any], records: list[dict[str, Any]], config_yaml: str) -> None:
+def write_run(folder: Path, run: dict[str, Any], config_yaml: str) -> None:
+    """The run's metadata beside the records `append_record` wrote."""
     (folder / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))  # paths as text
-    (folder / RECORDS_FILE).write_text("".join(json.dumps(record) + "\n" for record in records))
     (folder / CONFIG_FILE).write_text(config_yaml)
+
+
+def append_record(folder: Path, record: dict[str, Any]) -> None:
+    """One repetition's record, on disk before the next repetition starts."""
+    with open(folder / RECORDS_FILE, "a") as records:
+        records.write(json.dumps(record) + "\n")
+        records.flush()
+        os.fsync(records.fileno())
+
+
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    """The records an interrupted run wrote; a last line cut short by a kill is dropped (and rewritten)."""
+    path = folder / RECORDS_FILE
+    if not path.exists():
+        return []
+    records, lines = [], path.read_text().splitlines(keepends=True)
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return records
 
 
 def read_run(folder: Path) -> RunFolder:

@@ -103,16 +103,20 @@ class SeedRunner:
         fill_cache(self.base.pipeline, union, trainer)
         return time.perf_counter() - started
 
-    def run(self) -> Iterator[dict[str, Any]]:
-        """One record per repetition, in order."""
+    def run(self, skip: list[dict[str, Any]] = ()) -> Iterator[dict[str, Any]]:
+        """One record per repetition, in order, but for the repetitions that `skip` holds records of."""
+        done = {_identity(record) for record in skip}
         for number, repetition in enumerate(self.repetitions, 1):
-            log.info("run %d of %d: %s", number, len(self.repetitions), repetition.describe())
             record = {
                 "seed": repetition.seed,
                 "recipe": repetition.recipe.name,
                 "encoders": repetition.encoders,
                 "train_per_label": repetition.train_per_label,
             }
+            if _identity(record) in done:
+                self.data[repetition].pairs.clear()
+                continue
+            log.info("run %d of %d: %s", number, len(self.repetitions), repetition.describe())
             try:
                 record.update(self.measure(repetition), status="ok")
             except Exception as error:  # noqa: BLE001  (a crashed repetition is reported, not averaged away)
@@ -155,3 +159,8 @@ class SeedRunner:
             return Trainer(**settings)
 
         return trainer
+
+
+def _identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    """Which repetition a record is of."""
+    return record["seed"], record["recipe"], record["encoders"], record["train_per_label"]

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import struct
 import subprocess
 import time
@@ -25,12 +26,14 @@ from typing import Any
 import yaml
 
 from owsd.errors import ConfigError
+from owsd.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 AGENT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # `wandb agent`'s default
 _MACRO = re.compile(r"^\$\{(\w+)\}$")
 _MACROS = ("env", "interpreter", "program", "args", "args_no_hyphens")
+TRIAL_FILE = "trial.json"  # in a trial's folder once it has finished
 
 
 @dataclass
@@ -133,13 +136,15 @@ def offline_summary(run_log: Path) -> dict[str, Any]:
 def run_trial(
     config: dict[str, Any], number: int, parameters: dict[str, Any], extra_args: list[str], folder: Path
 ) -> Trial:
-    """Run one trial offline in `folder` (its wandb run, checkpoints and output) and read its metric back."""
+    """Run one trial offline in `folder` (its wandb run, checkpoints and output), read its metric back, and
+    write it to `folder/trial.json`, which marks the trial finished. A folder without one is started again."""
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted attempt left
     folder.mkdir(parents=True)
     command = trial_command(config, parameters, [*extra_args, f"--trainer.logger.save_dir={folder}"])
     environment = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     start = time.perf_counter()
     with open(folder / "stdout.log", "w") as out, open(folder / "stderr.log", "w") as err:
-        code = subprocess.call(command, env=environment, stdout=out, stderr=err)
+        code = run_to_the_end(command, environment, out, err)
     seconds, metric_name = time.perf_counter() - start, config["metric"]["name"]
     trial = Trial(number, parameters, "failed", None, round(seconds, 1))
     logs = sorted(folder.glob("wandb/offline-run-*/run-*.wandb"))
@@ -155,15 +160,53 @@ def run_trial(
         trial.error = f"the run logged no {metric_name}"
     else:
         trial.status, trial.metric = "finished", float(value)
+    atomic_write(folder / TRIAL_FILE, lambda temp: temp.write_text(json.dumps(asdict(trial), indent=2)))
     return trial
 
 
-def run_sweep(config: dict[str, Any], trials: int, extra_args: list[str], folder: Path) -> list[Trial]:
-    """Up to `trials` trials proposed by the engine (fewer when a grid is exhausted), each in `folder/trial-NNN`."""
-    sweeps = engine()
+def run_to_the_end(command: list[str], environment: dict[str, str], out: Any, err: Any) -> int:
+    """The trial's exit code; when the sweep itself is stopped, the trial is stopped too (SIGTERM, then
+    SIGKILL after 10 s), never left running on its own."""
+    with subprocess.Popen(command, env=environment, stdout=out, stderr=err) as trial:
+        try:
+            return trial.wait()
+        except BaseException:
+            trial.terminate()
+            try:
+                trial.wait(10)
+            except subprocess.TimeoutExpired:
+                trial.kill()
+            raise
 
-    metric, done, runs = config["metric"]["name"], [], []
-    for number in range(1, trials + 1):
+
+def finished_trials(folder: Path) -> list[Trial]:
+    """The trials an interrupted sweep finished, in order, up to the first it did not."""
+    trials = []
+    for number in range(1, 10**6):
+        record = folder / f"trial-{number:03d}" / TRIAL_FILE
+        if not record.exists():
+            return trials
+        trials.append(Trial(**json.loads(record.read_text())))
+    return trials
+
+
+def run_sweep(
+    config: dict[str, Any], trials: int, extra_args: list[str], folder: Path, done: list[Trial] | None = None
+) -> list[Trial]:
+    """Up to `trials` trials proposed by the engine (fewer when a grid is exhausted), each in `folder/trial-NNN`.
+
+    Trials an interrupted sweep finished in `folder` are kept and told to the engine, which proposes the
+    next from them; they are appended to `done` (and each new trial as it finishes), so that a caller
+    interrupted meanwhile knows what is finished."""
+    sweeps = engine()
+    done = [] if done is None else done
+    metric, runs = config["metric"]["name"], []
+    for trial in finished_trials(folder):
+        done.append(trial)
+        runs.append(_as_run(sweeps, trial, {name: {"value": v} for name, v in trial.parameters.items()}, metric))
+    if done:
+        log.info("%d finished trials kept in %s", len(done), folder)
+    for number in range(len(done) + 1, trials + 1):
         proposal = sweeps.next_run(config, runs)
         if proposal is None:
             log.info("the grid is exhausted after %d trials", len(done))
@@ -174,12 +217,15 @@ def run_sweep(config: dict[str, Any], trials: int, extra_args: list[str], folder
         done.append(trial)
         outcome = f"{metric}={trial.metric:.4f}" if trial.metric is not None else f"FAILED ({trial.error})"
         log.info("trial %d/%d %s: %s in %.0f s", number, trials, _brief(parameters), outcome, trial.seconds)
-        state = sweeps.RunState.finished if trial.status == "finished" else sweeps.RunState.failed
-        summary = {metric: trial.metric} if trial.metric is not None else {}
-        runs.append(
-            sweeps.SweepRun(name=f"trial-{number}", config=proposal.config, state=state, summaryMetrics=summary)
-        )
+        runs.append(_as_run(sweeps, trial, proposal.config, metric))
     return done
+
+
+def _as_run(sweeps: Any, trial: Trial, proposed: dict[str, Any], metric: str) -> Any:
+    """A finished trial as the engine's record of a run."""
+    state = sweeps.RunState.finished if trial.status == "finished" else sweeps.RunState.failed
+    summary = {metric: trial.metric} if trial.metric is not None else {}
+    return sweeps.SweepRun(name=f"trial-{trial.number}", config=proposed, state=state, summaryMetrics=summary)
 
 
 def ranked(trials: list[Trial], goal: str) -> list[Trial]:

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from owsd import prediction
 from owsd.cli import main
+from owsd.commands import predict as predict_command
+from owsd.errors import CloudUnavailableError
 from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
 from owsd.iin_module import IINModule
@@ -23,7 +26,8 @@ def fitted(tmp_path_factory) -> tuple[Path, Path]:
     return workdir, checkpoint
 
 
-def predict_args(workdir: Path, checkpoint: Path, *images: Path, out: str = "predictions") -> list[str]:
+def predict_args(workdir: Path, checkpoint: Path, *images: Path | str, out: str = "predictions") -> list[str]:
+    """`images` may end with further options (`--batch_size`, `8`)."""
     config = tiny_args(workdir, subcommand="predict")[1:]
     return ["predict", *config[:1], *config[1:], "--ckpt_path", str(checkpoint), "--images", *map(str, images),
             "--out", str(workdir / out)]  # fmt: skip
@@ -99,3 +103,47 @@ def test_predicting_the_same_images_again_are_resends_within_a_spent_budget(fitt
     assert json.loads((mine / "again" / "predictions.json").read_text()) == json.loads(
         (mine / "predictions" / "predictions.json").read_text()
     )
+
+
+def test_a_cloud_failing_mid_way_keeps_the_answered_images_and_the_rerun_sends_only_the_others(
+    fitted, monkeypatch, capsys
+):
+    workdir, checkpoint = fitted
+    main(predict_args(workdir, checkpoint, TINY_IMAGES, out="reference"))
+    calls = []
+
+    class FailingOnTheSecondBatch(prediction.Predictor):
+        def __call__(self, images, image_ids):
+            calls.append(len(image_ids))
+            if len(calls) == 2:
+                raise CloudUnavailableError("cloud http://127.0.0.1:9 did not answer after 3 tries")
+            return super().__call__(images, image_ids)
+
+    monkeypatch.setattr(predict_command, "Predictor", FailingOnTheSecondBatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(predict_args(workdir, checkpoint, TINY_IMAGES, "--batch_size", "8", out="flaky"))
+    partial = workdir / "flaky.partial"
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in error
+    assert error.endswith(f"kept {partial} (8 of 20 images answered, the others in unanswered.txt); "
+                          "run the same command again to resume")  # fmt: skip
+    unanswered = (partial / "unanswered.txt").read_text().split()
+    assert len(unanswered) == 12 and len((partial / "answered.jsonl").read_text().splitlines()) == 8
+
+    monkeypatch.setattr(predict_command, "Predictor", prediction.Predictor)
+    main(predict_args(workdir, checkpoint, TINY_IMAGES, "--batch_size", "8", out="flaky"))
+    out = capsys.readouterr().out
+    assert "12 images in" in out and "(and 8 answered before)" in out
+    assert sorted(p.name for p in (workdir / "flaky").iterdir()) == ["predictions.csv", "predictions.json"]
+    assert json.loads((workdir / "flaky" / "predictions.json").read_text()) == json.loads(
+        (workdir / "reference" / "predictions.json").read_text()
+    )
+
+
+def test_predict_takes_the_best_checkpoint_of_the_newest_fit_by_itself(fitted, capsys, caplog):
+    workdir, checkpoint = fitted
+    args = [arg for arg in predict_args(workdir, checkpoint, TINY_IMAGES, out="auto") if arg != str(checkpoint)]
+    args.remove("--ckpt_path")
+    main(args)
+    assert f"checkpoint {checkpoint} (the newest fit's best)" in caplog.text

@@ -2,13 +2,17 @@
 
 import json
 import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from owsd.cli import main
-from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+from tests.conftest import MNIST_TINY_CONFIG, owsd_process, run_owsd
 
 SEEDS_AND_SIZES = ["--experiment.protocol=uc5", "--experiment.seeds=[0,1]", "--experiment.train_per_label=[2,5]"]
 BROKEN_RECIPE = '--experiment.recipes=[{"name": "broken", "lr": -1.0}]'  # Adam refuses it: the fit crashes
@@ -117,3 +121,36 @@ def test_the_encoder_head_is_scored_where_the_labels_are_its_classes_and_refused
     assert 0 <= record["methods"]["encoder_head"]["top1"] <= record["methods"]["encoder_head"]["top5"] == 1.0
     result = run_owsd(["run", "--config", str(MNIST_TINY_CONFIG), "--experiment.encoder_head=true", "--out", "x"])
     assert result.returncode == 2 and "head has 1000 classes but the source has 10 labels" in result.stderr
+
+
+def without_timings(value):
+    """A record with its seconds left out: the one thing a resumed run cannot repeat."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
+    return [without_timings(v) for v in value] if isinstance(value, list) else value
+
+
+def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
+    """Stopped after its first record, `owsd run` exits 143 in one line; run again, it skips what it kept and
+    ends with the records of the uninterrupted run."""
+    args = ["run", "--config", str(MNIST_TINY_CONFIG), *SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "stopped"]
+    with owsd_process(args, cwd=runs, stderr=subprocess.PIPE) as process:
+        partial = runs / "stopped.partial" / "runs.jsonl"
+        deadline = time.monotonic() + 240
+        while not (partial.exists() and partial.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and time.monotonic() - stopped < 15
+    last = stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr and last.startswith("owsd: stopped by SIGTERM; kept ") and "resume" in last
+    kept = len(records(runs / "stopped.partial"))
+    assert 1 <= kept < 8 and not (runs / "stopped").exists()
+
+    result = run_owsd(args, cwd=runs)
+    assert result.returncode == 1  # the broken recipe's runs fail, as in the uninterrupted run
+    assert "resuming from" in result.stderr and len(re.findall(r"^run \d of 8", result.stderr, re.M)) == 8 - kept
+    assert without_timings(records(runs / "stopped")) == without_timings(records(runs / "first"))
+    assert sorted(p.name for p in (runs / "stopped").iterdir()) == ["config.yaml", "run.json", "runs.jsonl"]
+    assert not (runs / "stopped.partial").exists()

@@ -16,10 +16,13 @@ def fitted(tmp_path_factory) -> tuple[Path, Path]:
     return workdir, checkpoint
 
 
-def test_a_checkpoint_is_tested_on_its_own_pipeline(fitted, capsys):
+def test_a_checkpoint_is_tested_on_its_own_pipeline_and_only_fit_writes_under_its_root(fitted, capsys):
     workdir, checkpoint = fitted
-    main(tiny_args(workdir, "--ckpt_path", str(checkpoint), subcommand="test"))
+    before = sorted((workdir / "runs").rglob("*"))
+    for subcommand in ("test", "validate"):
+        main(tiny_args(workdir, "--ckpt_path", str(checkpoint), subcommand=subcommand))
     assert "Traceback" not in capsys.readouterr().err
+    assert sorted((workdir / "runs").rglob("*")) == before  # no version_N of an evaluation beside the fits
 
 
 @pytest.mark.parametrize(

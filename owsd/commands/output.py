@@ -1,0 +1,103 @@
+"""A command's output folder, written so that an interrupt or a failure loses nothing finished.
+
+Work goes to `DIR.partial`, which a failure or an interrupt keeps and the same command run again resumes;
+`DIR` appears, complete, in one rename when the command succeeds. A marker in the partial folder records the
+settings it was started with, so a resume never mixes the results of two different configs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from owsd.errors import ConfigError
+from owsd.interrupts import HANDLED
+
+log = logging.getLogger("owsd")
+
+STARTED_WITH = ".owsd-started-with"  # the settings a partial folder was started with
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse a folder that already holds something (another run's results are never overwritten)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already holds files (another run's results?); give a new or empty folder")
+
+
+class OutputFolder:
+    """`with OutputFolder(out, settings) as folder:` write into `folder` (`out.partial`).
+
+    Args:
+        out: where the results end up.
+        settings: what the results depend on (the config as YAML, the command line): a partial folder
+            started with other settings is refused, not resumed.
+        replace: swap an existing `out` for the new results (the old folder stays until they are complete).
+        progress: says what the partial folder holds (e.g. "3 of 5 repetitions"), for the interrupt's line.
+    """
+
+    def __init__(
+        self, out: Path, settings: str, replace: bool = False, progress: Callable[[], str] | None = None
+    ) -> None:
+        self.out, self.settings, self.replace, self.progress = Path(out), settings, replace, progress
+        self.partial = self.out.with_name(f"{self.out.name}.partial")
+        self._replaced = self.out.with_name(f".{self.out.name}.replaced")
+        self.resumed = False
+
+    def __enter__(self) -> Path:
+        self._finish_an_interrupted_rename()
+        if not self.replace:
+            check_output_folder(self.out)
+        marker = self.partial / STARTED_WITH
+        if self.partial.exists():
+            if not marker.exists() or marker.read_text() != self.settings:
+                raise ConfigError(
+                    f"{self.partial} holds an interrupted run with other settings; rerun it as it was started, "
+                    f"or remove {self.partial}"
+                )
+            self.resumed = True
+            log.info("resuming from %s", self.partial)
+        else:
+            self.partial.mkdir(parents=True)
+            marker.write_text(self.settings)
+        return self.partial
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if error is None:
+            self._finish()
+            return
+        held = [p for p in self.partial.iterdir() if p.name != STARTED_WITH] if self.partial.exists() else []
+        if not held:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            error.add_note("nothing was finished, nothing kept")
+            return
+        what = f" ({self.progress()})" if self.progress is not None else ""
+        error.add_note(f"kept {self.partial}{what}; run the same command again to resume")
+
+    def _finish(self) -> None:
+        """`partial` becomes `out`. Removing the marker says the results are complete; with `replace`, the old
+        `out` is moved aside before and removed after the rename, so a kill at any point leaves the old or the
+        new results where `_finish_an_interrupted_rename` completes the step. SIGINT and SIGTERM wait."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            (self.partial / STARTED_WITH).unlink()
+            self.partial.chmod(0o755)
+            if self.replace and self.out.exists():
+                os.replace(self.out, self._replaced)
+            os.replace(self.partial, self.out)  # replaces an empty folder in one step
+            shutil.rmtree(self._replaced, ignore_errors=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def _finish_an_interrupted_rename(self) -> None:
+        """A partial folder without its marker is complete: the process died between marker and rename."""
+        if self.partial.exists() and not (self.partial / STARTED_WITH).exists():
+            if self.out.exists():  # only a replace finishes beside an existing `out`
+                os.replace(self.out, self._replaced)
+            os.replace(self.partial, self.out)
+            log.info("completed %s: its results were finished when the command was stopped", self.out)
+        shutil.rmtree(self._replaced, ignore_errors=True)

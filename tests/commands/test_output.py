@@ -1,0 +1,56 @@
+"""The output folder: a failure keeps the partial results, the same settings resume them, other settings are
+refused, and a replace stopped at any step leaves the old or the new results, never neither."""
+
+import os
+
+import pytest
+
+from owsd.commands.output import OutputFolder
+from owsd.errors import ConfigError
+
+
+def test_a_failure_keeps_what_was_written_and_the_same_settings_resume_it(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError) as failure, OutputFolder(out, "settings", progress=lambda: "1 of 2") as folder:
+        (folder / "first.txt").write_text("done")
+        raise RuntimeError("the cloud went away")
+    assert failure.value.__notes__ == [f"kept {out}.partial (1 of 2); run the same command again to resume"]
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="holds an interrupted run with other settings"):
+        OutputFolder(out, "other settings").__enter__()
+    output = OutputFolder(out, "settings")
+    with output as folder:
+        assert output.resumed and (folder / "first.txt").read_text() == "done"
+        (folder / "second.txt").write_text("done")
+    assert sorted(p.name for p in out.iterdir()) == ["first.txt", "second.txt"]
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_a_failure_before_anything_was_written_keeps_nothing(tmp_path):
+    with pytest.raises(RuntimeError) as failure, OutputFolder(tmp_path / "out", "s"):
+        raise RuntimeError("bad input")
+    assert failure.value.__notes__ == ["nothing was finished, nothing kept"] and list(tmp_path.iterdir()) == []
+
+
+def test_existing_results_are_refused_unless_replaced(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(ConfigError, match="already holds files"):
+        OutputFolder(out, "s").__enter__()
+    with OutputFolder(out, "s", replace=True) as folder:
+        (folder / "new.txt").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.mark.parametrize("step", ["marker removed", "old moved aside"])
+def test_a_replace_killed_half_way_is_completed_by_the_next_command(tmp_path, step):
+    """The two states a kill inside `_finish` can leave: the next command completes the rename."""
+    out, partial, replaced = tmp_path / "out", tmp_path / "out.partial", tmp_path / ".out.replaced"
+    for folder, name in ((out if step == "marker removed" else replaced, "old.txt"), (partial, "new.txt")):
+        folder.mkdir()
+        (folder / name).write_text(name)
+    with OutputFolder(out, "s", replace=True) as folder:  # a rerun with --replace: completes, then writes anew
+        assert list(folder.iterdir()) == [folder / ".owsd-started-with"]
+        (folder / "newer.txt").write_text("newer")
+    assert [p.name for p in out.iterdir()] == ["newer.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
