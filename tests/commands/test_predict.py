@@ -10,9 +10,9 @@ import torch
 from owsd import prediction
 from owsd.cli import main
 from owsd.commands import predict as predict_command
-from owsd.errors import CloudUnavailableError
 from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
+from owsd.errors import CloudUnavailableError
 from owsd.iin_module import IINModule
 from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
 

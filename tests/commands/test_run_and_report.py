@@ -32,7 +32,9 @@ def runs(tmp_path_factory) -> Path:
         with pytest.raises(SystemExit) as exit_code:  # the broken recipe's runs fail: exit 1
             owsd_run(*SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "first")
         assert exit_code.value.code == 1
-        owsd_run("--experiment.protocol=uc5", "--experiment.seeds=[1]", "--experiment.train_per_label=[5]", "--out", "again")
+        owsd_run(
+            "--experiment.protocol=uc5", "--experiment.seeds=[1]", "--experiment.train_per_label=[5]", "--out", "again"
+        )
     finally:
         os.chdir(before)
     return workdir
