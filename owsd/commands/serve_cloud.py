@@ -14,6 +14,7 @@ import uvicorn
 
 from owsd.components.timm_models import HUB
 from owsd.errors import ConfigError
+from owsd.interrupts import Interrupted
 from owsd.serving.server import ServedModel, create_app
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> None:
     log.info("serving %s on http://%s:%d", model.name, host if ":" not in host else f"[{host}]", port)
     try:
         server.run(sockets=[sock])  # on Ctrl-C or SIGTERM uvicorn finishes the requests in flight, then re-raises it
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # stopping is how a server ends: exit 0
         pass
     log.info("stopped serving %s", model.name)
 
