@@ -3,6 +3,7 @@ private images (cache rows, the key ledger) that only their owner can read, what
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,29 @@ def atomic_write(path: Path, write: Any, mode: int | None = None) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def append_json_lines(path: Path, rows: list[Any]) -> None:
+    """Append one JSON line per row, on disk (fsync) before the caller goes on to the next piece of work."""
+    with open(path, "a") as lines:
+        lines.write("".join(json.dumps(row) + "\n" for row in rows))
+        lines.flush()
+        os.fsync(lines.fileno())
+
+
+def read_json_lines(path: Path) -> list[Any]:
+    """The rows `append_json_lines` wrote (none if there is no file). A last line cut short by a kill is
+    dropped, and the file rewritten without it, so the next append starts on a whole line."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
 
 
 def owner_only_folder(path: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from owsd.commands.output import OutputFolder
 from owsd.commands.settings import experiment_parser, parse
 from owsd.data.sources import IMAGE_SUFFIXES, load_image
 from owsd.errors import ConfigError, DataError, KeyFileError
-from owsd.files import atomic_write
+from owsd.files import append_json_lines, atomic_write, read_json_lines
 from owsd.prediction import Predictor, check_contract, load_checkpoint
 
 log = logging.getLogger("owsd")
@@ -61,7 +60,7 @@ def main(argv: list[str]) -> None:
     rows: list[dict] = []
     progress = lambda: f"{len(rows)} of {len(files)} images answered, the others in unanswered.txt"  # noqa: E731
     with OutputFolder(config.out, f"{config_yaml}\n{checkpoint}\n{files}", progress=progress) as folder:
-        rows += read_answered(folder)
+        rows += read_json_lines(folder / ANSWERED)  # what an interrupted predict kept
         todo = files[len(rows) :]
         (folder / UNANSWERED).write_text("".join(f"{path}\n" for path in todo))
         predictor = Predictor(pipeline, model, [str(p) for p in todo], device(config.device))
@@ -129,26 +128,9 @@ def newest_best(trainer: dict, iin_input: str) -> Path:
     return newest
 
 
-def read_answered(folder: Path) -> list[dict]:
-    """The answers an interrupted predict kept; a last line cut short by a kill is dropped."""
-    path = folder / ANSWERED
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    if path.exists():
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return rows
-
-
 def keep_answered(folder: Path, rows: list[dict], unanswered: list[Path]) -> None:
     """A batch's answers, on disk before the next batch is sent; and what is left to send."""
-    with open(folder / ANSWERED, "a") as answered:
-        answered.write("".join(json.dumps(row) + "\n" for row in rows))
-        answered.flush()
-        os.fsync(answered.fileno())
+    append_json_lines(folder / ANSWERED, rows)
     atomic_write(folder / UNANSWERED, lambda temp: temp.write_text("".join(f"{path}\n" for path in unanswered)))
 
 

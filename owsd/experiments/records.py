@@ -4,13 +4,13 @@ and their mean (std) over seeds."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from owsd.errors import DataError
+from owsd.files import append_json_lines, read_json_lines
 
 RUN_FILE, RECORDS_FILE, CONFIG_FILE = "run.json", "runs.jsonl", "config.yaml"
 
@@ -89,25 +89,12 @@ def write_run(folder: Path, run: dict[str, Any], config_yaml: str) -> None:
 
 def append_record(folder: Path, record: dict[str, Any]) -> None:
     """One repetition's record, on disk before the next repetition starts."""
-    with open(folder / RECORDS_FILE, "a") as records:
-        records.write(json.dumps(record) + "\n")
-        records.flush()
-        os.fsync(records.fileno())
+    append_json_lines(folder / RECORDS_FILE, [record])
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:
-    """The records an interrupted run wrote; a last line cut short by a kill is dropped (and rewritten)."""
-    path = folder / RECORDS_FILE
-    if not path.exists():
-        return []
-    records, lines = [], path.read_text().splitlines(keepends=True)
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return records
+    """The records an interrupted run wrote."""
+    return read_json_lines(folder / RECORDS_FILE)
 
 
 def read_run(folder: Path) -> RunFolder:
