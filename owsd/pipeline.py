@@ -42,6 +42,16 @@ PRECISIONS |= {
     "16": "16-mixed",
     "16-mixed": "16-mixed",
 }
+# The parts of a contract, as an error names them when two differ.
+CONTRACT_PARTS = {
+    "key_fingerprint": "key (data.scrambler.key_file)",
+    "encoders": "encoders (data.encoders)",
+    "cloud": "cloud (data.cloud)",
+    "generator": "generator (data.scrambler.size/channels)",
+    "image_size": "image size (data.image_size)",
+    "defences": "defences (data.scrambler.defences)",
+    "precision": "precision (trainer.precision)",
+}
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -78,6 +88,8 @@ class Pipeline:
         precompute_batch_size: images per precompute batch (and per cache shard).
         num_workers: image-decoding worker processes for precompute.
         precision: `trainer.precision` (linked by the commands): the encoders' and the cloud's arithmetic.
+        assessment: the command (attack, analyze) whose fresh key this pipeline scrambles under; the ledger
+            records the key as that assessment's, never as a key of the user's (see `assessment_keys`).
     """
 
     def __init__(
@@ -92,6 +104,7 @@ class Pipeline:
         precompute_batch_size: int = 32,
         num_workers: int = 0,
         precision: str | int | None = FULL_PRECISION,
+        assessment: str | None = None,
     ) -> None:
         if not encoders:
             raise ConfigError("data.encoders: give at least one encoder")
@@ -116,11 +129,13 @@ class Pipeline:
             "source": source, "encoders": list(encoders), "cloud": cloud, "scrambler": scrambler,
             "plaintext_baseline": plaintext_baseline, "image_size": image_size, "cache_dir": Path(cache_dir),
             "precompute_batch_size": precompute_batch_size, "num_workers": num_workers, "precision": precision,
+            "assessment": assessment,
         }  # fmt: skip
         self.source, self.encoders, self.cloud, self.scrambler = source, list(encoders), cloud, scrambler
         self.plaintext_baseline, self.image_size, self.cache_dir = plaintext_baseline, image_size, Path(cache_dir)
         self.precompute_batch_size, self.num_workers = precompute_batch_size, num_workers
         self.precision = normalised_precision(precision)
+        self.assessment = assessment
 
     def replace(self, **changes: Any) -> Pipeline:
         """Another pipeline with some settings changed (other defences, encoders or key file)."""
@@ -151,7 +166,10 @@ class Pipeline:
         key, key_file = self.key(), Path(self.scrambler.key_file)
         budget = configured_budget(self.scrambler.key_budget, self.scrambler.key_budget_file)
         ledger = KeyLedger(self.scrambler.ledger_file, command)
-        ledger.register(key.fingerprint, key_file.resolve(), key_file.stat().st_mtime, budget)
+        if self.assessment is None:
+            ledger.register(key.fingerprint, key_file.resolve(), key_file.stat().st_mtime, budget)
+        else:  # its key file is deleted when the assessment ends
+            ledger.register(key.fingerprint, None, key_file.stat().st_mtime, None, assessment=self.assessment)
         ledger.check(key.fingerprint, image_ids, images_per_id=len(self.encoders))
         client = self.cloud.open()
         client.ledger = ledger
@@ -187,6 +205,14 @@ class Pipeline:
         if self.precision != FULL_PRECISION:
             contract["precision"] = self.precision
         return contract
+
+    def contract_difference(self, recorded: dict[str, Any], where: str) -> str | None:
+        """The first part in which a `recorded` contract differs from this pipeline's, worded for an error
+        ("key (data.scrambler.key_file): a in `where`, b in the config"); None when they agree."""
+        for part, name in CONTRACT_PARTS.items():
+            if recorded.get(part) != self.contract.get(part):
+                return f"{name}: {recorded.get(part)} in {where}, {self.contract.get(part)} in the config"
+        return None
 
     @cached_property
     def cache(self) -> PairCache:

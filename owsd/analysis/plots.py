@@ -82,16 +82,25 @@ def save_pca_plot(
     _save_figure(figure, path)
 
 
-def _plot_series(axes: Axes, x: list[float], y: list[float | None], label: str, **style) -> None:
-    points = [(xi, yi) for xi, yi in zip(x, y) if yi is not None]
-    if points:
-        axes.plot(*zip(*points), marker="o", label=label, **style)
+def _plot_series(
+    axes: Axes, x: list[float], y: list[float | None], label: str, std: list[float | None] | None = None, **style
+) -> None:
+    """A line through the measured points, with a ± std band where a std is given (over keys)."""
+    points = [(xi, yi, None if std is None else std[i]) for i, (xi, yi) in enumerate(zip(x, y)) if yi is not None]
+    if not points:
+        return
+    (line,) = axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label, **style)
+    band = [(xi, yi - si, yi + si) for xi, yi, si in points if si]
+    if band:
+        axes.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band],
+                          color=line.get_color(), alpha=0.2)  # fmt: skip
 
 
 def save_curve_plot(curve: dict, path: Path) -> None:
     """An attack's metric against the adversary's resource: on scrambled, unscrambled, chance (+ defences).
 
-    A None value is a point that was not measured and is left out.
+    A None value is a point that was not measured and is left out; over several keys (`curve["std"]`) each
+    series is drawn as its mean with a ± std band.
     """
     resources = curve["resource_values"]
     categorical = any(isinstance(v, str) for v in resources)  # e.g. linkability's kinds of change
@@ -106,18 +115,21 @@ def save_curve_plot(curve: dict, path: Path) -> None:
 
     figure = Figure(figsize=(6, 4))
     axes = figure.subplots()
-    _plot_series(axes, x, series["scrambled"], "scrambled", color="tab:red")
-    _plot_series(axes, x, series["unscrambled"], "unscrambled", color="tab:blue")
-    _plot_series(axes, x, series["chance"], "chance", color="tab:gray")
+    std = curve.get("std", {})
+    _plot_series(axes, x, series["scrambled"], "scrambled", std.get("scrambled"), color="tab:red")
+    _plot_series(axes, x, series["unscrambled"], "unscrambled", std.get("unscrambled"), color="tab:blue")
+    _plot_series(axes, x, series["chance"], "chance", std.get("chance"), color="tab:gray")
     for (name, values), colour in zip(defences.items(), cycle(_DEFENCE_COLOURS)):
-        _plot_series(axes, x, values, name, color=colour, linestyle="--")
+        _plot_series(axes, x, values, name, std.get("defences", {}).get(name), color=colour, linestyle="--")
     if categorical:
         axes.set_xticks(x, [str(v) for v in resources])
     elif x and min(x) > 0 and max(x) > 10 * min(x):
         axes.set_xscale("log")
     axes.set_xlabel(curve["resource"])
     axes.set_ylabel(curve["metric"])
-    axes.set_title(f"{curve['attack']} ({curve['threat_model']})")
+    keys = curve.get("keys", 1)
+    over = f", mean ± std over {keys} keys" if keys > 1 else ""
+    axes.set_title(f"{curve['attack']} ({curve['threat_model']}{over})")
     axes.grid(True, alpha=0.3)
     axes.legend()
     _save_figure(figure, path)

@@ -1,9 +1,10 @@
 """`owsd analyze --config CFG --out DIR`: what the cloud is shown and what it answers (paper §5.1–5.2).
 
-Writes `DIR/analysis.json` (label overlap of the cloud's top-1/top-5 for plain vs scrambled images, drop in
-confidence of the plain image's labels, entropies, the generator's zero ReLU outputs), `DIR/pairs.png`
-(originals beside their scrambled images) and `DIR/pca.png` (cloud vectors of two labels, plain vs
-scrambled), logs the figures to the configured logger, and prints them.
+Scrambles under `analysis.keys.count` fresh keys (never the config's key file) and writes `DIR/analysis.json`
+(label overlap of the cloud's top-1/top-5 for plain vs scrambled images, drop in confidence of the plain
+image's labels, entropies, the generator's zero ReLU outputs: mean (std) over the keys, and each key's),
+`DIR/pairs.png` (originals beside their scrambled images) and `DIR/pca.png` (cloud vectors of two labels,
+plain vs scrambled), both under the first key; logs the mean figures to the configured logger, and prints them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from owsd.commands.settings import experiment_parser, parse, scratch_trainer_set
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
 from owsd.pipeline import Pipeline
+from owsd.security.assessment_keys import discard
 from owsd.security.material import Material, gather, scrambler_for
+from owsd.security.over_keys import combine_rows
 
 log = logging.getLogger("owsd")
 
@@ -40,12 +43,24 @@ def main(argv: list[str]) -> None:
     settings: AnalysisSettings = objects.analysis
     pca = pca_labels(data, settings)
     size = data.pipeline.scrambler.size  # originals beside scrambled, at the same size
+    settings.keys.check(data.pipeline, "analysis")
     with OutputFolder(config.out, config_yaml) as folder, scratch_trainer_settings(objects) as trainer:
-        material = gather(data, trainer_factory(trainer)(), size)
-        figures = analyse(data.pipeline, material, settings)
-        write_results(folder, material, settings, pca, figures, config_yaml)
+
+        def analyse_under(keyed: OWSDDataModule, index: int) -> dict[str, Any]:
+            material = gather(keyed, trainer_factory(trainer)(), size)
+            if index == 0:
+                write_pictures(folder, material, settings, pca)
+            return analyse(keyed.pipeline, material, settings)
+
+        per_key = settings.keys.measure(folder, data, "analyze", analyse_under)
+        figures = combine_rows(per_key)
+        write_results(folder, settings, figures, per_key, config_yaml)
         log_to_logger(trainer_factory(trainer)(), figures)
-    print("\n".join(f"{name:28}{value:10.4f}" for name, value in figures.items() if isinstance(value, float)))
+        discard(folder)
+    print(f"{'figure':28}{'mean':>10}{'std':>10}   over {len(per_key)} keys")
+    for name, value in figures.items():
+        if isinstance(value, float) and not name.endswith("_std"):
+            print(f"{name:28}{value:10.4f}{figures[f'{name}_std']:10.4f}")
     log.info("wrote %s", config.out)
 
 
@@ -76,15 +91,14 @@ def grid_rows(labels: torch.Tensor, count: int) -> list[int]:
 
 
 def write_results(
-    folder: Path,
-    material: Material,
-    settings: AnalysisSettings,
-    pca: dict[int, str],
-    figures: dict[str, Any],
-    config_yaml: str,
+    folder: Path, settings: AnalysisSettings, figures: dict[str, Any], per_key: list[dict[str, Any]], config_yaml: str
 ) -> None:
-    (folder / "analysis.json").write_text(json.dumps({"settings": asdict(settings), "figures": figures}, indent=2))
+    results = {"settings": asdict(settings), "keys": len(per_key), "figures": figures, "per_key": per_key}
+    (folder / "analysis.json").write_text(json.dumps(results, indent=2))
     (folder / "config.yaml").write_text(config_yaml)
+
+
+def write_pictures(folder: Path, material: Material, settings: AnalysisSettings, pca: dict[int, str]) -> None:
     shown = grid_rows(material.labels, settings.grid_images)
     save_image_grid(material.originals[shown], material.scrambled[shown], folder / "pairs.png")
     rows = [row for c in pca for row in (material.labels == c).nonzero().flatten()[: settings.pca_images].tolist()]
@@ -98,5 +112,5 @@ def log_to_logger(trainer: Trainer, figures: dict[str, Any]) -> None:
     """The figures as metrics. Never the PNGs: `pairs.png` shows private originals, `pca.png` their answers,
     and a logger may be a remote service."""
     for logger in trainer.loggers:
-        logger.log_metrics({f"analysis/{name}": float(value) for name, value in figures.items()})
+        logger.log_metrics({f"analysis/{name}": float(value) for name, value in figures.items() if value is not None})
         logger.save()

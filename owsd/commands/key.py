@@ -88,12 +88,13 @@ def rotate(args: list[str]) -> None:
 
 def key_table(keys: list[KeyRecord]) -> str:
     """One line per key, oldest first."""
-    lines = [f"{'fingerprint':18}{'created':21}{'exposed':>9}{'resends':>9}{'budget':>9}  {'retired':9}key file"]
+    lines = [f"{'fingerprint':18}{'created':21}{'exposed':>9}{'resends':>9}{'budget':>9}  {'status':19}key file"]
     for key in keys:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(key.created))
         budget = "none" if key.budget is None else str(key.budget)
-        retired = "retired" if key.retired else "active"
+        # an assessment's fresh key (deleted when it ended): its exposures are not the user's key's
+        status = "retired" if key.retired else f"{key.assessment} assessment" if key.assessment else "active"
         lines.append(
-            f"{key.fingerprint:18}{created:21}{key.exposed:9d}{key.resends:9d}{budget:>9}  {retired:9}{key.key_file or ''}"
+            f"{key.fingerprint:18}{created:21}{key.exposed:9d}{key.resends:9d}{budget:>9}  {status:19}{key.key_file or ''}"
         )
     return "\n".join(lines)

@@ -43,6 +43,7 @@ class KeyRecord:
     retired: bool
     exposed: int  # distinct scrambled images the cloud may have seen
     resends: int  # further sends of bytes it had already seen
+    assessment: str | None = None  # the command whose fresh key this is (attack, analyze), if any
 
 
 def image_digests(pixels: torch.Tensor) -> list[str]:
@@ -84,10 +85,18 @@ class KeyLedger:
         self.store, self.command = ledger_store(location), command
         self.run = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # tells one invocation's rows from another's
 
-    def register(self, fingerprint: str, key_file: Path | None, created: float, budget: int | None) -> None:
+    def register(
+        self, fingerprint: str, key_file: Path | None, created: float, budget: int | None, assessment: str | None = None
+    ) -> None:
         """Name a key and, the first time one is given, its budget. A later config may repeat the budget or
-        leave it out, never change it: a budget that any run could lift would bound nothing."""
+        leave it out, never change it: a budget that any run could lift would bound nothing. An `assessment`
+        key is marked as the fresh key of that command, so its exposures are never read as the user's."""
         with self.store.transaction() as db:
+            if assessment is not None:
+                db.execute(
+                    "INSERT INTO assessment_keys (fingerprint, command) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (fingerprint, assessment),
+                )
             row = db.execute("SELECT budget FROM keys WHERE fingerprint = ?", (fingerprint,)).fetchone()
             if row is not None and row[0] is not None and budget is not None and budget != row[0]:
                 raise ConfigError(
@@ -195,10 +204,11 @@ class KeyLedger:
         with self.store.transaction() as db:
             rows = db.execute(
                 "SELECT k.fingerprint, k.created, k.key_file, k.budget, k.retired, COUNT(e.digest), "
-                "COALESCE(SUM(e.sends - 1), 0) FROM keys k LEFT JOIN exposures e USING (fingerprint) "
-                "GROUP BY k.fingerprint ORDER BY k.created, k.fingerprint"
+                "COALESCE(SUM(e.sends - 1), 0), a.command FROM keys k LEFT JOIN exposures e USING (fingerprint) "
+                "LEFT JOIN assessment_keys a USING (fingerprint) "
+                "GROUP BY k.fingerprint, a.command ORDER BY k.created, k.fingerprint"
             ).fetchall()
         return [
-            KeyRecord(fp, created, path, budget, bool(retired), int(n), int(r))
-            for fp, created, path, budget, retired, n, r in rows
+            KeyRecord(fp, created, path, budget, bool(retired), int(n), int(r), assessment)
+            for fp, created, path, budget, retired, n, r, assessment in rows
         ]

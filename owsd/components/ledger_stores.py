@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS sent_as (
     digest TEXT NOT NULL,
     PRIMARY KEY (fingerprint, image_id, digest)
 );
+CREATE TABLE IF NOT EXISTS assessment_keys (
+    fingerprint TEXT PRIMARY KEY,
+    command TEXT NOT NULL
+);
 """
 
 

@@ -4,28 +4,15 @@ and their mean (std) over seeds."""
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from owsd.errors import DataError
 from owsd.files import append_json_lines, read_json_lines
+from owsd.stats import Stat
 
 RUN_FILE, RECORDS_FILE, CONFIG_FILE = "run.json", "runs.jsonl", "config.yaml"
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation over the repetitions that ran; `n` of `expected` seeds."""
-
-    mean: float
-    std: float
-    n: int
-
-    @classmethod
-    def of(cls, values: list[float]) -> Stat:
-        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 from owsd.analysis.plots import save_learnability_plot
 from owsd.errors import ConfigError
 from owsd.experiments.paper import FIGURE2_TEXT, published
-from owsd.experiments.records import Cell, RunFolder, Stat
+from owsd.experiments.records import Cell, RunFolder
 from owsd.iin_module import PLAINTEXT_CLOUD
+from owsd.stats import Stat
 from owsd.training import METHODS
 
 OWSD = "embedding+cloud"

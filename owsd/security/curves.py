@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -28,6 +29,8 @@ class Curve:
     `budget` marks the curves the key budget is read from (a score, higher meaning more leaked, that is
     compared with its chance level by the margin);
     `higher_leaks` is False for an error metric (MSE), where lower means more leaked.
+    Over several assessment keys the series are means, `std` holds their standard deviations (per series, and
+    per defence under "defences") and `keys` how many keys were measured.
     """
 
     attack: str
@@ -41,6 +44,13 @@ class Curve:
     defences: dict[str, list[Value]] = field(default_factory=dict)
     budget: bool = True
     higher_leaks: bool = True
+    std: dict[str, Any] = field(default_factory=dict)
+    keys: int = 1
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> Curve:
+        """The inverse of `as_dict`."""
+        return cls(**{name: value for name, value in entry.items() if name != "reaches_90pct_of_unscrambled_at"})
 
     @property
     def key(self) -> str:

@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from owsd.components.scrambler import Defences
 from owsd.errors import ConfigError
+from owsd.security.assessment_keys import AssessmentKeys
 
 AttackName = Literal["clustering", "label_leakage", "inversion", "reconstruction", "key_recovery", "linkability"]
 ATTACKS: tuple[str, ...] = get_args(AttackName)
@@ -82,6 +83,8 @@ class AttackSettings:
         margin: an attack breaks a key once its score exceeds chance by more than this (accuracy, NMI,
             identification, SSIM and pixel R² are all on a scale where 1 is a perfect attack).
         seed: seed of every draw the suite makes.
+        keys: the fresh keys the suite scrambles under (never the config's key file): how many, and whether
+            they may be sent to a cloud outside this process.
     """
 
     attacks: list[AttackName] = field(default_factory=lambda: list(ATTACKS))
@@ -94,6 +97,7 @@ class AttackSettings:
     defences: list[Defences] | None = None
     margin: float = 0.05
     seed: int = 0
+    keys: AssessmentKeys = AssessmentKeys()
 
     def __post_init__(self) -> None:
         if self.defences is None:  # resolved here: a default list of dataclasses would not dump into a config

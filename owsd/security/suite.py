@@ -41,6 +41,14 @@ class SuiteResult:
     defence_costs: list[dict]
     budget: dict[str, Any]
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"curves": [curve.as_dict() for curve in self.curves], "defence_costs": self.defence_costs,
+                "budget": self.budget}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> SuiteResult:
+        return cls([Curve.from_dict(entry) for entry in saved["curves"]], saved["defence_costs"], saved["budget"])
+
 
 def run_suite(
     data: OWSDDataModule,

@@ -8,9 +8,13 @@ import pytest
 
 from owsd.cli import main
 from owsd.commands.attack import slug
+from owsd.components.ledger import DEFAULT_LEDGER, KeyLedger
+from owsd.components.timm_models import ModelSpec
+from owsd.security.assessment_keys import AssessmentKeys
 from owsd.security.budget import key_budget
 from owsd.security.curves import Curve
 from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+from tests.key_scan import assert_no_key_material, key_material
 
 ATTACKS = {
     "clustering (pixels)",
@@ -50,14 +54,39 @@ def test_every_attack_is_a_curve_with_scrambled_unscrambled_and_chance_values(at
     assert set(clusters["defences"]) == {"embedding_noise=1.0", "rotate_every=100"}
 
 
-def test_key_budget_is_derived_from_the_curves(attack_run):
+def test_figures_are_the_mean_and_std_over_the_assessment_keys(attack_run):
+    saved = json.loads((attack_run / "results" / "attacks.json").read_text())
+    assert saved["keys"] == 2 and len(saved["per_key"]) == 2
+    for index, entry in enumerate(saved["attacks"]):
+        under_each = [Curve.from_dict(curves[index]) for curves in saved["per_key"]]
+        for point, (first, second) in enumerate(zip(*(curve.scrambled for curve in under_each))):
+            assert entry["scrambled"][point] == pytest.approx((first + second) / 2)
+            assert entry["std"]["scrambled"][point] == pytest.approx(abs(first - second) / 2**0.5)
+    summary = (attack_run / "results" / "summary.md").read_text()
+    assert "mean (sample std) over 2 fresh keys" in summary and "NeuraCrypt" in summary
+
+
+def test_key_budget_is_the_budget_of_the_key_that_leaked_soonest(attack_run):
     results = attack_run / "results"
-    entries = json.loads((results / "attacks.json").read_text())["attacks"]
-    curves = [Curve(**{k: v for k, v in entry.items() if k != "reaches_90pct_of_unscrambled_at"}) for entry in entries]
+    per_key = json.loads((results / "attacks.json").read_text())["per_key"]
     budget = json.loads((results / "key_budget.json").read_text())
-    assert budget["configured"] == json.loads(json.dumps(key_budget(curves, budget["margin"])))
+    margin = budget["margin"]
+    for index, curves in enumerate(per_key):
+        own = key_budget([Curve.from_dict(entry) for entry in curves], margin)
+        assert budget["per_key"][index]["configured"] == json.loads(json.dumps(own))
+        for threat, verdict in own.items():
+            assert budget["configured"][threat]["budget_per_key"][index] == verdict["budget"]
+            assert budget["configured"][threat]["budget"] <= verdict["budget"]
     assert set(budget["defences"]) == {"embedding_noise=1.0", "rotate_every=100"}
     assert set(budget["linkability"]) == {"same", "crop", "jpeg", "resize"}
+
+
+def test_the_users_key_is_never_used_and_the_assessment_keys_are_recorded_as_such(attack_run):
+    assert not (attack_run / ".owsd" / "keys" / "mnist_tiny.key").exists(), "the config's key file was created"
+    keys = KeyLedger(attack_run / DEFAULT_LEDGER, "test").keys()
+    assert len(keys) == 2 and all(key.assessment == "attack" and key.exposed > 0 for key in keys)
+    assert {key.fingerprint for key in keys} == {AssessmentKeys(seed=7)._key(i).fingerprint for i in range(2)}
+    assert not list(attack_run.rglob(".assessment")), "the keys and their caches are deleted at the end"
 
 
 def test_each_defence_reports_its_iin_accuracy_beside_the_iin_that_sends_nothing(attack_run):
@@ -69,11 +98,22 @@ def test_each_defence_reports_its_iin_accuracy_beside_the_iin_that_sends_nothing
     assert 0 <= rows[-1]["key_separation_nmi"] <= 1  # rotation: can submissions be sorted by key?
 
 
-def test_results_hold_no_key_material(attack_run):
-    secret = (attack_run / ".owsd" / "keys" / "mnist_tiny.key").read_bytes()
-    for path in (attack_run / "results").iterdir():
-        content = path.read_bytes()
-        assert secret not in content and secret.hex().encode() not in content, path
+def test_results_hold_no_key_subkey_or_generator_weights(attack_run):
+    embedding_dim = ModelSpec("test_efficientnet", "random").embedding_dim
+    forms = [form for i in range(2) for form in key_material(AssessmentKeys(seed=7)._key(i), embedding_dim, 32, 16)]
+    assert_no_key_material(forms, list((attack_run / "results").iterdir()))
+
+
+def test_a_cloud_outside_the_process_is_refused_unless_the_user_accepts_it(tmp_path):
+    remote = ["--data.cloud", "owsd.serving.client.RemoteCloud", "--data.cloud.init_args.url", "http://127.0.0.1:9"]
+    remote += ["--data.cloud.init_args.model", "cifar", "--data.plaintext_baseline", "false"]
+    args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--out", str(tmp_path / "out"), *remote]
+    refused = run_owsd([*args, "--attack.keys.seed", "null"], cwd=tmp_path)
+    assert refused.returncode == 2 and "--attack.keys.remote_cloud true" in refused.stderr, refused.stderr
+    assert "would send" in refused.stderr and "Traceback" not in refused.stderr
+    public = run_owsd([*args, "--attack.keys.remote_cloud", "true"], cwd=tmp_path)  # the fixture's seed: public keys
+    assert public.returncode == 2 and "attack.keys.seed" in public.stderr and "must never leave" in public.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".owsd").exists()
 
 
 def bad_cases(existing: Path) -> dict[str, tuple[list[str], str]]:

@@ -46,7 +46,7 @@ def test_fit_records_each_image_once_and_rotation_starts_a_new_key(workdir, caps
     main(["key", "list", "--ledger", str(workdir / "ledger.sqlite")])
     out = capsys.readouterr().out
     header, old, new = out.strip().splitlines()
-    assert header.split()[:6] == ["fingerprint", "created", "exposed", "resends", "budget", "retired"]
+    assert header.split()[:6] == ["fingerprint", "created", "exposed", "resends", "budget", "status"]
     assert old.startswith(first) and old.split()[3:7] == ["20", "0", "none", "retired"] and str(kept) in old
     assert new.startswith(second) and new.split()[3:7] == ["20", "0", "none", "active"]
 

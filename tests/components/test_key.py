@@ -5,9 +5,12 @@ import stat
 import time
 
 import pytest
+import torch
 
+from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import KEY_BYTES, Key, load_key, load_or_create_key, save_key
 from owsd.errors import KeyFileError
+from tests.key_scan import assert_no_key_material, key_material
 
 
 def test_generated_keys_are_256_bits_and_distinct():
@@ -100,3 +103,16 @@ def test_a_rank_that_waits_in_vain_names_the_key_file(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "3")
     with pytest.raises(KeyFileError, match=r"rank 3 waited 0 s for rank 0 to create key file .*never.key"):
         load_or_create_key(tmp_path / "never.key", create=True, wait_seconds=0.2)
+
+
+def test_the_key_scan_finds_the_key_its_subkeys_and_generator_weights_wherever_they_are_saved(tmp_path):
+    key = Key.generate()
+    forms = key_material(key, embedding_dim=24, size=32, channels=16)
+    subkey = key.derive("generator/0")
+    torch.save(ScramblingGenerator(subkey, 24, 32, 16).state_dict(), tmp_path / "weights.pt")
+    (tmp_path / "subkey.txt").write_text(subkey._secret.hex())
+    (tmp_path / "clean.txt").write_text(key.fingerprint)
+    assert_no_key_material(forms, [tmp_path / "clean.txt"], text=f"key {key.fingerprint}")
+    for leaked in ("weights.pt", "subkey.txt"):
+        with pytest.raises(AssertionError, match="key material"):
+            assert_no_key_material(forms, [tmp_path / leaked])
