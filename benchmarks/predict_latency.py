@@ -28,14 +28,14 @@ def main(argv: list[str]) -> None:
     check_contract(model, pipeline, config.ckpt_path)
     positions = data.split.test[: config.repeats]
     ids = [pipeline.source.items[p][0] for p in positions]
-    predictor = Predictor(pipeline, model, ["warm-up", *ids])
     images = [pipeline.source.load(p, pipeline.image_size)[None] for p in positions]
-    predictor(images[0], ["warm-up"])  # first calls allocate; a served model is warm
     times = []
-    for image_id, image in zip(ids, images):
-        started = time.perf_counter()
-        predictor(image, [image_id])
-        times.append((time.perf_counter() - started) * 1000)
+    with Predictor(pipeline, model, ["warm-up", *ids]) as predictor:
+        predictor(images[0], ["warm-up"])  # first calls allocate; a served model is warm
+        for image_id, image in zip(ids, images):
+            started = time.perf_counter()
+            predictor(image, [image_id])
+            times.append((time.perf_counter() - started) * 1000)
     quantiles = statistics.quantiles(times, n=100)
     print(f"predict, one image, {len(times)} runs: p50 {statistics.median(times):.0f} ms, "
           f"p90 {quantiles[89]:.0f} ms, p99 {quantiles[98]:.0f} ms")  # fmt: skip

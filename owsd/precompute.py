@@ -66,7 +66,10 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
         pin_memory=trainer.strategy.root_device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
-    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    try:
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    finally:
+        cloud.close()
     trainer.strategy.barrier("owsd-precompute")
     cache.refresh()  # every process's shards are on disk now
 

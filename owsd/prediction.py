@@ -17,16 +17,6 @@ from owsd.iin_module import IINModule
 from owsd.pipeline import Pipeline
 from owsd.precompute import embed_and_ask
 
-WHAT_DIFFERS = {
-    "key_fingerprint": "key (data.scrambler.key_file)",
-    "encoders": "encoders (data.encoders)",
-    "cloud": "cloud (data.cloud)",
-    "generator": "generator (data.scrambler.size/channels)",
-    "image_size": "image size (data.image_size)",
-    "defences": "defences (data.scrambler.defences)",
-    "precision": "precision (trainer.precision)",
-}
-
 
 def load_checkpoint(path: Path) -> IINModule:
     """An IIN checkpoint of `owsd fit`, on the CPU; one clear error for anything else."""
@@ -43,13 +33,9 @@ def check_contract(model: IINModule, pipeline: Pipeline, checkpoint: str | Path)
     trained: dict[str, Any] | None = model.hparams.get("contract")
     if trained is None:
         raise ConfigError(f"checkpoint {checkpoint} does not record the pipeline it was trained for (retrain it)")
-    current = pipeline.contract
-    for part, name in WHAT_DIFFERS.items():
-        if trained.get(part) != current.get(part):
-            raise ConfigError(
-                f"checkpoint {checkpoint} was trained for another {name}: {trained.get(part)} in the checkpoint, "
-                f"{current.get(part)} in the config"
-            )
+    difference = pipeline.contract_difference(trained, "the checkpoint")
+    if difference is not None:
+        raise ConfigError(f"checkpoint {checkpoint} was trained for another {difference}")
 
 
 class Predictor:
@@ -73,6 +59,17 @@ class Predictor:
         cloud = pipeline.open_cloud("predict", image_ids) if self.uses_cloud else None
         self.cloud = cloud.to(self.device) if cloud is not None else None
         self.sent = 0
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the cloud's connection."""
+        if self.cloud is not None:
+            self.cloud.close()
 
     def __call__(self, images: torch.Tensor, image_ids: list[str]) -> torch.Tensor:
         """uint8 images → probabilities, on the host."""

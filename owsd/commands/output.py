@@ -7,6 +7,7 @@ settings it was started with, so a resume never mixes the results of two differe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,13 +15,18 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from owsd.errors import ConfigError
 from owsd.interrupts import HANDLED
 
+if TYPE_CHECKING:  # report and sweep write folders without loading torch
+    from owsd.pipeline import Pipeline
+
 log = logging.getLogger("owsd")
 
 STARTED_WITH = ".owsd-started-with"  # the settings a partial folder was started with
+STARTED_UNDER = ".owsd-started-under.json"  # the pipeline contract (key, cloud, models) it was started under
 
 
 def check_output_folder(out: Path) -> None:
@@ -38,12 +44,20 @@ class OutputFolder:
             started with other settings is refused, not resumed.
         replace: swap an existing `out` for the new results (the old folder stays until they are complete).
         progress: says what the partial folder holds (e.g. "3 of 5 repetitions"), for the interrupt's line.
+        pipeline: the pipeline the results come from: a partial folder started under another contract (the
+            key file now holds another key, the cloud serves another model) is refused, naming the difference.
     """
 
     def __init__(
-        self, out: Path, settings: str, replace: bool = False, progress: Callable[[], str] | None = None
+        self,
+        out: Path,
+        settings: str,
+        replace: bool = False,
+        progress: Callable[[], str] | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.out, self.settings, self.replace, self.progress = Path(out), settings, replace, progress
+        self.pipeline = pipeline
         self.partial = self.out.with_name(f"{self.out.name}.partial")
         self._replaced = self.out.with_name(f".{self.out.name}.replaced")
         self.resumed = False
@@ -59,12 +73,26 @@ class OutputFolder:
                     f"{self.partial} holds an interrupted run with other settings; rerun it as it was started, "
                     f"or remove {self.partial}"
                 )
+            self._check_contract()
             self.resumed = True
             log.info("resuming from %s", self.partial)
         else:
             self.partial.mkdir(parents=True)
             marker.write_text(self.settings)
+            if self.pipeline is not None:
+                (self.partial / STARTED_UNDER).write_text(json.dumps(self.pipeline.contract))
         return self.partial
+
+    def _check_contract(self) -> None:
+        recorded = self.partial / STARTED_UNDER
+        if self.pipeline is None or not recorded.exists():
+            return
+        difference = self.pipeline.contract_difference(json.loads(recorded.read_text()), str(self.partial))
+        if difference is not None:
+            raise ConfigError(
+                f"{self.partial} holds an interrupted run under another {difference}; its results would not mix "
+                f"with this run's: restore the setting, or remove {self.partial}"
+            )
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if error is None:
@@ -84,6 +112,7 @@ class OutputFolder:
         new results where `_finish_an_interrupted_rename` completes the step. SIGINT and SIGTERM wait."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
+            (self.partial / STARTED_UNDER).unlink(missing_ok=True)
             (self.partial / STARTED_WITH).unlink()
             self.partial.chmod(0o755)
             if self.replace and self.out.exists():

@@ -59,13 +59,15 @@ def main(argv: list[str]) -> None:
     images = {path: load_image(path, pipeline.image_size) for path in files}  # all readable before any is sent
     rows: list[dict] = []
     progress = lambda: f"{len(rows)} of {len(files)} images answered, the others in unanswered.txt"  # noqa: E731
-    with OutputFolder(config.out, f"{config_yaml}\n{checkpoint}\n{files}", progress=progress) as folder:
+    settings = f"{config_yaml}\n{checkpoint}\n{files}"
+    with OutputFolder(config.out, settings, progress=progress, pipeline=pipeline) as folder:
         rows += read_json_lines(folder / ANSWERED)  # what an interrupted predict kept
         todo = files[len(rows) :]
         (folder / UNANSWERED).write_text("".join(f"{path}\n" for path in todo))
         predictor = Predictor(pipeline, model, [str(p) for p in todo], device(config.device))
         started = time.perf_counter()
-        with tqdm(total=len(files), initial=len(rows), unit="image", disable=not sys.stderr.isatty()) as bar:
+        bar = tqdm(total=len(files), initial=len(rows), unit="image", disable=not sys.stderr.isatty())
+        with predictor, bar:
             for start in range(0, len(todo), config.batch_size):
                 batch = todo[start : start + config.batch_size]
                 probabilities = predictor(torch.stack([images[p] for p in batch]), [str(p) for p in batch])

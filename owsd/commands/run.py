@@ -39,7 +39,9 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"experiment.paper_row={settings.paper_row!r} is none of the paper's rows {sorted(PAPER)}")
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
-    output = OutputFolder(config.out, config_yaml, progress=lambda: f"{len(records)} runs recorded")
+    output = OutputFolder(
+        config.out, config_yaml, progress=lambda: f"{len(records)} runs recorded", pipeline=objects.data.pipeline
+    )
     with output as folder, scratch_trainer_settings(objects) as trainer_settings:
         runner = SeedRunner(objects.data, config.model.as_dict(), trainer_settings, settings, config.iin_threads)
         records += read_records(folder)

@@ -49,6 +49,9 @@ class CloudClient(nn.Module, ABC):
         answers = check_probabilities(self._classify(images.pixels), len(images.pixels), self.cloud_id)
         return answers.to(images.pixels.device)  # a remote cloud answers on the host
 
+    def close(self) -> None:
+        """Release the connection (an in-process model holds none)."""
+
     def record_resend(self, pixels: torch.Tensor) -> None:
         """A retry sends these bytes of the current batch again: the ledger counts them as resends."""
         if self.ledger is not None:
@@ -66,6 +69,11 @@ class Cloud(ABC):
     @abstractmethod
     def open(self) -> CloudClient:
         """Load the model or connect to the service."""
+
+    @property
+    def location(self) -> str:
+        """Where the images go, for messages; needs no connection."""
+        return "this process"
 
     # Dataset splits the cloud was trained on (`ILSVRC2012:train`, `cifar10:train`); empty when unknown. The IIN's
     # images must come from none of them (the paper's use case 1), which `OWSDDataModule` checks.

@@ -9,6 +9,9 @@ description: nothing is downloaded or loaded until `open()`.
 from __future__ import annotations
 
 import hashlib
+import re
+import urllib.request
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -19,12 +22,33 @@ from owsd.components.cloud import InProcessCloud
 from owsd.components.preprocess import Preprocess
 from owsd.errors import ConfigError, DataError
 
-CIFAR_MODELS = "chenyaofo/pytorch-cifar-models"
+# Pinned: a branch can move, and the cache and every checkpoint are named by the code and weights they used.
+CIFAR_MODELS = "chenyaofo/pytorch-cifar-models:786c16252c0fc58ee9adac063f8337cc4a7a497a"
+COMMIT = re.compile(r"[0-9a-f]{40}")
 # The normalisation their training logs record (logs branch, logs/<dataset>/<model>/default.log), at 32×32.
 CIFAR_NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.507, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761)),
 }
+
+
+def resolve_commit(repo: str) -> str:
+    """`owner/name[:ref]` → the commit the ref names today (GitHub's API); a pinned commit is returned as is."""
+    name, _, ref = repo.partition(":")
+    if COMMIT.fullmatch(ref):
+        return ref
+    url = f"https://api.github.com/repos/{name}/commits/{ref or 'HEAD'}"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.github.sha"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            commit = response.read().decode(errors="replace").strip()
+    except OSError as error:
+        raise DataError(
+            f"cannot resolve torch.hub repo {repo} to a commit ({url}: {error}); pin one: {name}:<commit>"
+        ) from None
+    if not COMMIT.fullmatch(commit):
+        raise DataError(f"GitHub named no commit for torch.hub repo {repo} ({url} answered {commit[:60]!r})")
+    return commit
 
 
 def _cifar_dataset(model: str | None) -> str | None:
@@ -37,7 +61,9 @@ class HubCloud(InProcessCloud):
     """A `torch.hub` classifier, or a local checkpoint, run in-process with its own resize and normalisation.
 
     Args:
-        repo: hub repository (`owner/name[:ref]` on GitHub, or a folder holding `hubconf.py` with `source: local`).
+        repo: hub repository (`owner/name[:ref]` on GitHub, or a folder holding `hubconf.py` with `source: local`);
+            a ref that is not a commit (a branch, a tag, none) is resolved to the commit it names when the cloud is
+            first identified, and that commit is what is loaded and recorded.
         model: the repository's entry point, e.g. `cifar100_vgg16_bn`; called with `pretrained=True`.
         checkpoint: a TorchScript file (needs no repo), or a state_dict for `model`'s architecture (built with
             `pretrained=False`); replaces the hub's weights.
@@ -88,19 +114,25 @@ class HubCloud(InProcessCloud):
         elif self.source == "local":
             weights = f"{self.model}-hubconf-sha256-{_sha256(Path(self.repo) / 'hubconf.py')[:16]}"
         else:
-            weights = f"{self.repo}-{self.model}-pretrained"
+            weights = f"{self.github_repo}-{self.model}-pretrained"
         preprocessing = hashlib.sha256(repr((self.input_size, self.mean, self.std)).encode()).hexdigest()[:8]
         return f"hub-{weights}-pre{preprocessing}"
+
+    @cached_property
+    def github_repo(self) -> str:
+        """`owner/name:<commit>`: the repo at the commit its ref names (asked of GitHub once, unless pinned)."""
+        return f"{self.repo.partition(':')[0]}:{resolve_commit(self.repo)}"
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         classifier = self._load_checkpoint() if self.checkpoint is not None else self._load_hub(pretrained=True)
         return classifier.eval(), Preprocess(self.input_size, 1.0, self.mean, self.std)
 
     def _load_hub(self, pretrained: bool) -> nn.Module:
-        where = f"{self.repo} ({self.source})"
+        repo = self.github_repo if self.source == "github" else self.repo
+        where = f"{repo} ({self.source})"
         try:
             model = torch.hub.load(
-                self.repo, self.model, source=self.source, pretrained=pretrained, trust_repo=True, verbose=False
+                repo, self.model, source=self.source, pretrained=pretrained, trust_repo=True, verbose=False
             )
         except Exception as error:  # network, missing repo, broken hubconf: all reported the same way
             if f"Cannot find callable {self.model} in hubconf" in str(error):

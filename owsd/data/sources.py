@@ -87,12 +87,21 @@ class ImageFolderSource(ImageSource):
         root: the folder holding one sub-folder per class.
         labels_are_cloud_classes: set when the sorted class folders are exactly the cloud's classes.
         provenance: the dataset split the folders hold (e.g. `ILSVRC2012:train`), when known.
+        content_hash: name the cache by every file's contents instead of its size and modification time
+            (reads every image once per run; for folders whose files are rewritten with their stamps kept).
     """
 
-    def __init__(self, root: str | Path, labels_are_cloud_classes: bool = False, provenance: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        labels_are_cloud_classes: bool = False,
+        provenance: str | None = None,
+        content_hash: bool = False,
+    ) -> None:
         self.root = Path(root)
         self._cloud_classes = labels_are_cloud_classes
         self._provenance = provenance
+        self.content_hash = content_hash
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist")
 
@@ -127,8 +136,18 @@ class ImageFolderSource(ImageSource):
         return load_image(self.root / self.items[index][0], size)
 
     def _location(self) -> dict[str, Any]:
-        sizes = hashlib.sha256(repr([(self.root / i).stat().st_size for i, _ in self.items]).encode())
-        return {"root": str(self.root.resolve()), "file_sizes_sha256": sizes.hexdigest()[:16]}
+        """An image replaced by another (even of the same size) names another cache: its modification time
+        changed, or, with `content_hash`, its bytes."""
+        digest = hashlib.sha256()
+        for image_id, _ in self.items:
+            path = self.root / image_id
+            if self.content_hash:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            else:
+                stamp = path.stat()
+                digest.update(f"{stamp.st_size}:{stamp.st_mtime_ns}\n".encode())
+        kind = "file_contents_sha256" if self.content_hash else "file_stamps_sha256"
+        return {"root": str(self.root.resolve()), kind: digest.hexdigest()[:16]}
 
 
 class ImageNetValSource(ImageFolderSource):
@@ -138,8 +157,8 @@ class ImageNetValSource(ImageFolderSource):
     on ImageNet-1k answers in the same label space.
     """
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root, labels_are_cloud_classes=True, provenance="ILSVRC2012:val")
+    def __init__(self, root: str | Path, content_hash: bool = False) -> None:
+        super().__init__(root, labels_are_cloud_classes=True, provenance="ILSVRC2012:val", content_hash=content_hash)
 
     @cached_property
     def classes(self) -> list[str]:

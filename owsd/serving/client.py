@@ -8,12 +8,15 @@ never sent again. A `Retry-After` header (seconds) on 429 or 503 sets the wait, 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import logging
 import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -94,8 +97,16 @@ class RemoteCloud(Cloud):
         self.trained_on = tuple(trained_on or ())
 
     @property
+    def location(self) -> str:
+        return self.shown_url
+
+    @cached_property
     def cloud_id(self) -> str:
-        return f"remote-{self.shown_url}-{self.model}"
+        """What the server says it serves (the model's metadata: name, versions, platform, tensors), asked once:
+        the same server under another spelling of its URL is the same cloud; another model or version is not."""
+        client = self.open()
+        client.close()
+        return client.cloud_id
 
     def open(self) -> RemoteCloudClient:
         """Connect: read the credential, the model's metadata and whether the server speaks binary tensors."""
@@ -106,7 +117,27 @@ class RemoteCloud(Cloud):
             headers[self.auth_header] = os.environ[self.auth_env]
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         http = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout, limits=limits)
-        return RemoteCloudClient(self, http)
+        try:
+            client = RemoteCloudClient(self, http)
+        except BaseException:
+            http.close()
+            raise
+        known = self.__dict__.get("cloud_id")  # what it served when this run named its cache
+        if known is not None and client.cloud_id != known:
+            client.close()
+            raise CloudResponseError(
+                f"the cloud at {self.shown_url} now serves {client.cloud_id}, not {known} as when this run began: "
+                "its answers would not match the cache; run again"
+            )
+        return client
+
+
+def served_identity(model: str, metadata: dict) -> str:
+    """A cloud id from a model's v2 metadata: readable name and versions, and a digest of all of it."""
+    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+    versions = ",".join(map(str, metadata.get("versions") or [])) or "unversioned"
+    name = metadata.get("name") if isinstance(metadata.get("name"), str) else model
+    return f"remote-{name}-{versions}-sha256-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
 def without_userinfo(url: str) -> str:
@@ -131,7 +162,7 @@ class RemoteCloudClient(CloudClient):
     """An open connection: uint8 batches → N×C probabilities, `concurrency` requests at a time."""
 
     def __init__(self, cloud: RemoteCloud, http: httpx.Client) -> None:
-        super().__init__(cloud.cloud_id)
+        super().__init__(f"remote-{cloud.model}")  # until the server has said what it serves
         self.cloud, self.http = cloud, http
         self.retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(self._retryable),
@@ -141,12 +172,16 @@ class RemoteCloudClient(CloudClient):
         )
         self._backoff = tenacity.wait_random_exponential(multiplier=cloud.backoff, max=cloud.max_backoff)
         metadata = self._json(self._request("GET", f"/v2/models/{cloud.model}"))
+        self.cloud_id = served_identity(cloud.model, metadata)
         self.input_name = cloud.input_name or self._only(metadata, "inputs")
         self.output_name = cloud.output_name or self._only(metadata, "outputs")
         outputs = {o.get("name"): o for o in metadata.get("outputs", []) if isinstance(o, dict)}
         shape = outputs.get(self.output_name, {}).get("shape")
         self.num_classes = shape[-1] if isinstance(shape, list) and shape and shape[-1] > 0 else None
         self.binary = cloud.binary if cloud.binary is not None else self._speaks_binary()
+
+    def close(self) -> None:
+        self.http.close()
 
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.cpu()  # the bytes go over the wire from the host, whatever device scrambled them

@@ -24,6 +24,11 @@ from owsd.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH, ProtocolError
 
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 MAX_SIDE = 4096  # larger images are refused before the model allocates for them
+DEFAULT_MAX_BODY_MB = 256  # a request body larger than this is refused (413) before it is read in full
+
+
+class TooLarge(ProtocolError):
+    """A request larger than this server accepts: answered 413, not 400."""
 
 
 @dataclass
@@ -35,15 +40,27 @@ class ServedModel:
     preprocess: torch.nn.Module
     num_classes: int
     max_batch: int
+    max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20
+    weights_id: str = ""  # which weights, in the metadata: a client names its cache by what is served
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str, weights: str, name: str | None = None, max_batch: int = 64) -> ServedModel:
+    def load(
+        cls,
+        model: str,
+        weights: str,
+        name: str | None = None,
+        max_batch: int = 64,
+        max_body_mb: int = DEFAULT_MAX_BODY_MB,
+    ) -> ServedModel:
         """The timm model `model` exactly as `LocalCloud(model, weights)` runs it."""
-        client = LocalCloud(model, weights).open()
-        return cls(name or model, client.classifier, client.preprocess, client.classifier.num_classes, max_batch)
+        cloud = LocalCloud(model, weights)
+        client, served = cloud.open(), name or model
+        classifier = client.classifier
+        return cls(served, classifier, client.preprocess, classifier.num_classes, max_batch, max_body_mb << 20,
+                   cloud.cloud_id)  # fmt: skip
 
     def metadata(self) -> dict:
         return {
@@ -52,6 +69,7 @@ class ServedModel:
             "platform": "pytorch_timm",
             "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, 3, -1, -1]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, self.num_classes]}],
+            "parameters": {"weights": self.weights_id},
         }
 
     def check(self, tensor: Tensor) -> None:
@@ -64,7 +82,7 @@ class ServedModel:
         if array.ndim != 4 or shape[1] != 3 or min(shape) < 1 or max(shape[2:]) > MAX_SIDE:
             raise ProtocolError(f"input {INPUT_NAME!r} must be N×3×H×W with 1 ≤ H, W ≤ {MAX_SIDE}, got {shape}")
         if shape[0] > self.max_batch:
-            raise ProtocolError(f"batch of {shape[0]} images exceeds this server's max_batch {self.max_batch}")
+            raise TooLarge(f"batch of {shape[0]} images exceeds this server's max_batch {self.max_batch}")
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
         with self._lock, torch.inference_mode():
@@ -74,6 +92,22 @@ class ServedModel:
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (`TooLarge`) as soon as it is known to exceed `limit` bytes: by its declared
+    length before anything is read, or while a body of undeclared length streams in."""
+    declared = request.headers.get("content-length", "")
+    too_large = f"request body exceeds this server's limit of {limit} bytes (--max_body_mb)"
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(too_large)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(*models: ServedModel) -> Starlette:
@@ -104,13 +138,15 @@ def create_app(*models: ServedModel) -> Starlette:
     async def infer(request: Request) -> Response:
         model = model_of(request)
         try:
-            message = decode(await request.body(), request.headers.get(HEADER_LENGTH), "inputs")
+            message = decode(
+                await bounded_body(request, model.max_body_bytes), request.headers.get(HEADER_LENGTH), "inputs"
+            )
             if len(message.tensors) != 1:
                 raise ProtocolError(f"model {model.name} takes exactly one input, {INPUT_NAME!r}")
             model.check(message.tensors[0])
             binary = _binary_output(message.fields, model)
         except ProtocolError as bad:
-            return error(400, str(bad))
+            return error(413 if isinstance(bad, TooLarge) else 400, str(bad))
         probabilities = await run_in_threadpool(model.infer, message.tensors[0].array)
         fields = {"model_name": model.name, "model_version": "1"}
         if isinstance(message.fields.get("id"), str):

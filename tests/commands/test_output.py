@@ -6,7 +6,13 @@ import os
 import pytest
 
 from owsd.commands.output import OutputFolder
+from owsd.components.cloud import LocalCloud
+from owsd.components.scrambler import ScramblerSettings
+from owsd.components.timm_models import ModelSpec
+from owsd.data.sources import ImageFolderSource
 from owsd.errors import ConfigError
+from owsd.pipeline import Pipeline
+from tests.conftest import TINY_IMAGES
 
 
 def test_a_failure_keeps_what_was_written_and_the_same_settings_resume_it(tmp_path):
@@ -54,3 +60,21 @@ def test_a_replace_killed_half_way_is_completed_by_the_next_command(tmp_path, st
         assert list(folder.iterdir()) == [folder / ".owsd-started-with"]
         (folder / "newer.txt").write_text("newer")
     assert [p.name for p in out.iterdir()] == ["newer.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_a_partial_folder_started_under_another_key_is_refused_naming_the_key(tmp_path):
+    def pipeline(key: str) -> Pipeline:
+        scrambler = ScramblerSettings(tmp_path / key, create_key=True)
+        return Pipeline(ImageFolderSource(TINY_IMAGES), [ModelSpec("test_efficientnet", "random")],
+                        LocalCloud("test_resnet", "random"), scrambler)  # fmt: skip
+
+    out, first = tmp_path / "out", pipeline("first.key")
+    with pytest.raises(RuntimeError), OutputFolder(out, "settings", pipeline=first) as folder:
+        (folder / "runs.jsonl").write_text("{}\n")
+        raise RuntimeError("stopped")
+    with pytest.raises(ConfigError, match=r"under another key \(data.scrambler.key_file\)") as refused:
+        OutputFolder(out, "settings", pipeline=pipeline("second.key")).__enter__()
+    assert first.key().fingerprint in str(refused.value)
+    with OutputFolder(out, "settings", pipeline=pipeline("first.key")) as folder:
+        assert (folder / "runs.jsonl").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl"]

@@ -1,5 +1,8 @@
 """HubCloud offline: a local torch.hub repo and local checkpoints stand in for GitHub and its release weights."""
 
+import io
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ from torch import nn
 
 from owsd.components.cloud import InProcessCloud
 from owsd.components.generator import ScramblingGenerator
-from owsd.components.hub_cloud import CIFAR_NORMALISATION, HubCloud
+from owsd.components.hub_cloud import CIFAR_MODELS, CIFAR_NORMALISATION, HubCloud
 from owsd.components.key import Key
 from owsd.components.preprocess import Preprocess
 from owsd.errors import ConfigError, DataError
@@ -73,8 +76,39 @@ def test_cloud_id_is_stable_and_names_weights_and_preprocessing(hub_repo):
 
     assert cloud_id() == cloud_id() and cloud_id().startswith("hub-tiny_cifar-hubconf-sha256-")
     assert cloud_id(std=(0.2, 0.2, 0.2)) != cloud_id() != cloud_id(input_size=64)
-    hub = HubCloud(model="cifar100_vgg16_bn")
-    assert hub.cloud_id.startswith("hub-chenyaofo/pytorch-cifar-models-cifar100_vgg16_bn-pretrained-pre")
+    hub = HubCloud(model="cifar100_vgg16_bn")  # the default repo is pinned: named without the network
+    assert hub.cloud_id.startswith(f"hub-{CIFAR_MODELS}-cifar100_vgg16_bn-pretrained-pre")
+
+
+def test_an_unpinned_github_ref_is_resolved_to_its_commit_once_and_recorded(monkeypatch):
+    asked = []
+
+    class Answer(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exception):
+            return None
+
+    def urlopen(request, timeout):
+        asked.append(request.full_url)
+        return Answer(b"0123456789abcdef0123456789abcdef01234567")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    hub = HubCloud(repo="owner/models:main", model="cifar10_vgg16_bn")
+    assert hub.cloud_id.startswith("hub-owner/models:0123456789abcdef0123456789abcdef01234567-cifar10_vgg16_bn")
+    assert hub.cloud_id == hub.cloud_id and asked == ["https://api.github.com/repos/owner/models/commits/main"]
+    loaded = []
+    monkeypatch.setattr(torch.hub, "load", lambda repo, *a, **k: loaded.append(repo) or torch.nn.Identity())
+    hub.build()
+    assert loaded == ["owner/models:0123456789abcdef0123456789abcdef01234567"], "the commit named is the one loaded"
+
+    def offline(request, timeout):
+        raise urllib.error.URLError("no internet")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match=r"cannot resolve torch.hub repo owner/models .*pin one: owner/models:<commit>"):
+        HubCloud(repo="owner/models", model="cifar10_vgg16_bn").cloud_id
 
 
 def test_the_published_cifar_models_default_to_their_normalisation_and_training_split(monkeypatch):

@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import pytest
@@ -30,6 +31,25 @@ def test_image_folder_identity_changes_when_a_file_changes(tmp_path):
     before = ImageFolderSource(tmp_path / "imgs").identity
     next((tmp_path / "imgs").rglob("*.png")).write_bytes(b"other content")
     assert ImageFolderSource(tmp_path / "imgs").identity != before
+
+
+@pytest.mark.parametrize("content_hash", [False, True])
+def test_an_image_replaced_by_another_of_the_same_size_names_another_cache(tmp_path, content_hash):
+    shutil.copytree(TINY_IMAGES, tmp_path / "imgs")
+    first, second = sorted((tmp_path / "imgs").rglob("*.png"))[:2]
+    padded = max(first.stat().st_size, second.stat().st_size)
+    for image in (first, second):  # two different images of exactly the same size
+        image.write_bytes(image.read_bytes().ljust(padded, b"\0"))
+    stamp = first.stat()
+    before = ImageFolderSource(tmp_path / "imgs", content_hash=content_hash).identity
+    assert ImageFolderSource(tmp_path / "imgs", content_hash=content_hash).identity == before  # nothing changed
+    first.write_bytes(second.read_bytes())
+    if content_hash:  # a copy that keeps the old stamp: only the contents tell
+        os.utime(first, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    else:
+        os.utime(first, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
+    assert first.stat().st_size == stamp.st_size
+    assert ImageFolderSource(tmp_path / "imgs", content_hash=content_hash).identity != before
 
 
 def test_missing_and_empty_folders_are_named(tmp_path):

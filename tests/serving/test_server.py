@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
@@ -60,7 +62,6 @@ def request(datatype="UINT8", shape=(1, 3, 2, 2), name="images", count=None, **e
         (request(shape=(1, 1, 2, 2)), "must be N×3×H×W"),
         (request(shape=(3, 2, 2)), "must be N×3×H×W"),
         (request(count=5), "5 values for shape [1, 3, 2, 2]"),
-        (request(shape=(9, 3, 2, 2)), "exceeds this server's max_batch 8"),
         (request(name="pixels"), "unknown input 'pixels'"),
         (request(outputs=[{"name": "logits"}]), "unknown output"),
         (b"{", "not JSON"),
@@ -69,6 +70,19 @@ def request(datatype="UINT8", shape=(1, 3, 2, 2), name="images", count=None, **e
 def test_a_bad_tensor_is_a_400_with_a_v2_error_body(http, body, message):
     response = http.post(INFER, content=body)
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_an_oversized_batch_or_body_is_a_413_before_the_body_is_read_in_full(served):
+    small = TestClient(create_app(dataclasses.replace(served, max_body_bytes=4096)))
+    response = small.post(INFER, content=request(shape=(9, 3, 2, 2)))
+    assert response.status_code == 413 and "exceeds this server's max_batch 8" in response.json()["error"]
+    body = request(shape=(1, 3, 32, 32))
+    assert len(body) > 4096
+    declared = small.post(INFER, content=body)
+    assert declared.status_code == 413 and "limit of 4096 bytes" in declared.json()["error"]
+    streamed = small.post(INFER, content=iter([body[:3000], body[3000:]]))  # chunked: no declared length
+    assert streamed.status_code == 413 and "limit of 4096 bytes" in streamed.json()["error"]
+    assert small.post(INFER, content=request()).status_code == 200
 
 
 def test_unknown_model_and_path_are_404_with_a_v2_error_body(http):
