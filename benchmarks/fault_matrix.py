@@ -18,6 +18,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal
 COMPARED = {".json", ".jsonl", ".md", ".csv", ".txt", ".yaml"}
 # Values that differ between two complete runs of the same command: wall times, and the folder's own name.
 TIMING = re.compile(r'("[^"]*(seconds|_time|per_second|started|created)[^"]*": )[-0-9.e]+|\b\d+(\.\d+)? ?(s|min)\b')
+FINISHED = -1.0  # `stop`: the command ended before the signal was sent
 STRAY = (".partial", ".tmp", ".replaced", ".owsd-started-with", ".owsd-started-under.json", ".assessment")
 
 
@@ -51,41 +53,26 @@ def mnist(work: Path, subcommand: str) -> list[str]:
             "--data.scrambler.ledger_file", str(work / "ledger.sqlite")]  # fmt: skip
 
 
-def commands(work: Path) -> dict[str, Callable[[Path], list[str]]]:
-    """Command name → argv for an output folder (after the set-up every command needs: a fit, a run)."""
+def commands(work: Path) -> dict[str, tuple[Callable[[Path], list[str]], Path]]:
+    """Command name → (argv for an output folder, working directory), after the set-up they need (a fit, a run).
+    A sweep runs in the repository: its YAML names configs relative to it, as `wandb agent` runs them."""
     owsd(tiny(work, "fit"), work)
     checkpoint = next((work / "runs").rglob("embedding+cloud-*.ckpt"))
     run_folder = work / "finished-run"
     owsd([*mnist(work, "run"), "--experiment.seeds=[0,1]", "--out", str(run_folder)], work)
-    trial_args = [f"--config={MNIST_TINY}", f"--config={REPO / 'lightning_configs' / 'loggers' / 'wandb.yaml'}",
-                  f"--data.cache_dir={work / 'cache'}", f"--data.scrambler.key_file={work / 'keys' / 'mnist.key'}",
-                  f"--data.scrambler.ledger_file={work / 'ledger.sqlite'}", "--data.split.images_per_label=100",
-                  "--data.split.val_fraction=0.1"]  # fmt: skip
+    shared = [f"--data.cache_dir={work / 'cache'}", f"--data.scrambler.key_file={work / 'keys' / 'mnist.key'}",
+              f"--data.scrambler.ledger_file={work / 'ledger.sqlite'}"]  # fmt: skip
+    trial = [f"--config={MNIST_TINY}", f"--config={REPO / 'lightning_configs' / 'loggers' / 'wandb.yaml'}", *shared]
+    trial += ["--data.split.images_per_label=100", "--data.split.val_fraction=0.1"]
+    sweep = ["sweep", str(REPO / "sweeps" / "iin_size.yaml"), "--trials", "3"]
+    predict = [*tiny(work, "predict"), "--ckpt_path", str(checkpoint), "--images", str(TINY_IMAGES)]
     return {
-        "run": lambda out: [*mnist(work, "run"), "--experiment.seeds=[0,1,2]", "--out", str(out)],
-        "sweep": lambda out: [
-            "sweep",
-            str(REPO / "sweeps" / "iin_size.yaml"),
-            "--trials",
-            "3",
-            "--out",
-            str(out),
-            *trial_args,
-        ],  # fmt: skip
-        "predict": lambda out: [
-            *tiny(work, "predict"),
-            "--ckpt_path",
-            str(checkpoint),
-            "--images",
-            str(TINY_IMAGES),
-            "--batch_size",
-            "4",
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        "attack": lambda out: [*mnist(work, "attack"), "--out", str(out)],
-        "analyze": lambda out: [*mnist(work, "analyze"), "--analysis.keys.seed", "3", "--out", str(out)],
-        "report": lambda out: ["report", str(run_folder), "--out", str(out)],
+        "run": (lambda out: [*mnist(work, "run"), "--experiment.seeds=[0,1,2]", "--out", str(out)], work),
+        "sweep": (lambda out: [*sweep, "--out", str(out), *trial], REPO),
+        "predict": (lambda out: [*predict, "--batch_size", "4", "--out", str(out)], work),
+        "attack": (lambda out: [*mnist(work, "attack"), "--out", str(out)], work),
+        "analyze": (lambda out: [*mnist(work, "analyze"), "--analysis.keys.seed", "3", "--out", str(out)], work),
+        "report": (lambda out: ["report", str(run_folder), "--out", str(out)], work),
     }
 
 
@@ -108,7 +95,7 @@ def stop(argv: list[str], cwd: Path, after: float, sent: signal.Signals, stop_wi
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         process.wait(after)
-        return 0.0  # it finished before the signal
+        return FINISHED
     except subprocess.TimeoutExpired:
         pass
     process.send_signal(sent)
@@ -148,16 +135,22 @@ def strays(work: Path) -> list[str]:
     return [str(p) for p in work.rglob("*") if any(p.name.endswith(s) or p.name == s for s in STRAY)]
 
 
-def check(name: str, argv: Callable[[Path], list[str]], work: Path, sent: str, moment: float,
-          reference: dict[str, str], stop_within: float, index: int) -> list[str]:  # fmt: skip
-    """One interruption and its rerun; the problems found (none: it passed)."""
+def check(name: str, argv: Callable[[Path], list[str]], work: Path, cwd: Path, sent: str, moment: float,
+          reference: dict[str, str], stop_within: float, index: int) -> tuple[list[str], float]:  # fmt: skip
+    """One interruption and its rerun: the problems found (none: it passed), and the seconds it took to stop."""
     out = work / f"{name}-{sent}-{index}"
-    stopped = stop(argv(out), work, moment, SIGNALS[sent], stop_within)
+    stopped = stop(argv(out), cwd, moment, SIGNALS[sent], stop_within)
+    while stopped == FINISHED:  # it ended before the signal: not an interruption; try earlier
+        shutil.rmtree(out)
+        moment /= 2
+        stopped = stop(argv(out), cwd, moment, SIGNALS[sent], stop_within)
     problems = [] if stopped is not None or sent == "SIGKILL" else [f"did not stop within {stop_within:.0f} s"]
-    before = kept_lines(out.with_name(out.name + ".partial"))
-    code, _ = owsd(argv(out), work)
+    partial = out.with_name(out.name + ".partial")
+    before = kept_lines(partial)
+    finished = out.exists() and not partial.exists()  # the signal came after the results were complete
+    code = 0 if finished else owsd(argv(out), cwd)[0]
     if code != 0:
-        return [*problems, f"rerun exited {code}"]
+        return [*problems, f"rerun exited {code}"], stopped or stop_within
     after = texts(out)
     if after != reference:
         differing = sorted(set(after) ^ set(reference)) or [k for k in after if after[k] != reference.get(k)]
@@ -167,7 +160,7 @@ def check(name: str, argv: Callable[[Path], list[str]], work: Path, sent: str, m
         if not set(lines) <= set(final):
             problems.append(f"lost finished lines of {relative}")
     problems += [f"stray {path}" for path in strays(work)]
-    return problems
+    return problems, stopped if stopped is not None else stop_within
 
 
 def main() -> None:
@@ -183,25 +176,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="owsd-faults-") as temporary:
         work = Path(temporary)
         built = commands(work)
-        for name, argv in built.items():
+        for name, (argv, cwd) in built.items():
             if args.commands and name not in args.commands:
                 continue
-            code, seconds = owsd(argv(work / f"{name}-reference"), work)
+            code, seconds = owsd(argv(work / f"{name}-reference"), cwd)
             if code != 0:
-                raise SystemExit(f"the uninterrupted {name} exited {code}")
+                failures.append(f"{name}: the uninterrupted run exited {code}")
+                continue
             reference = texts(work / f"{name}-reference")
             for sent in SIGNALS:
-                passed = 0
+                passed, slowest = 0, 0.0
                 for index in range(args.rounds):
                     moment = draw.uniform(0.1, 1.0) * seconds
-                    problems = check(name, argv, work, sent, moment, reference, args.stop_within, index)
-                    passed += not problems
+                    problems, took = check(name, argv, work, cwd, sent, moment, reference, args.stop_within, index)
+                    passed, slowest = passed + (not problems), max(slowest, took)
                     failures += [f"{name} {sent} at {moment:.1f} s: {problem}" for problem in problems]
-                rows.append((name, sent, args.rounds, passed, seconds))
-                print(f"{name:8} {sent:8} {passed}/{args.rounds} passed (uninterrupted: {seconds:.0f} s)", flush=True)
-    table = ["| command | signal | interruptions | passed | uninterrupted run |", "|---|---|---|---|---|"]
-    table += [f"| {n} | {s} | {r} | {p} | {t:.0f} s |" for n, s, r, p, t in rows]
-    total = sum(r for _, _, r, _, _ in rows)
+                rows.append((name, sent, args.rounds, passed, slowest, seconds))
+                print(f"{name:8} {sent:8} {passed}/{args.rounds} passed, stopped within {slowest:.1f} s "
+                      f"(uninterrupted: {seconds:.0f} s)", flush=True)  # fmt: skip
+    table = ["| command | signal | interruptions | passed | slowest stop | uninterrupted run |"]
+    table += ["|---|---|---|---|---|---|"]
+    table += [f"| {n} | {s} | {r} | {p} | {w:.1f} s | {t:.0f} s |" for n, s, r, p, w, t in rows]
+    total = sum(row[2] for row in rows)
     report = "\n".join([f"# Fault matrix: {total} interruptions", "", *table, "", "## Failures", ""])
     report += "\n".join(f"- {failure}" for failure in failures) or "none"
     args.out.write_text(report + "\n")

@@ -9,6 +9,7 @@ import torch
 from owsd.components.cloud import Cloud, CloudClient, LocalCloud
 
 RECEIVED: list[torch.Tensor] = []  # every pixel batch a SpyCloud was shown, in this process
+CLOSED: list[str] = []  # a SpyCloud client's id each time one is closed
 
 
 class SpyCloud(Cloud):
@@ -33,6 +34,9 @@ class _Spy(CloudClient):
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
         RECEIVED.append(pixels.clone())
         return self.inner._classify(pixels)
+
+    def close(self) -> None:
+        CLOSED.append(self.cloud_id)
 
 
 class SlowLocalCloud(LocalCloud):

@@ -107,8 +107,9 @@ SPY_CLOUD = [
 
 
 def test_only_scrambled_images_reach_the_cloud(workdir):
-    helpers.RECEIVED.clear()
+    helpers.RECEIVED.clear(), helpers.CLOSED.clear()
     main(tiny_args(workdir, *SPY_CLOUD))
+    assert len(helpers.CLOSED) == 1, "the connection precompute opened is closed"
     received = torch.cat(helpers.RECEIVED)
     assert received.dtype == torch.uint8 and received.shape == (20, 3, 32, 32)
     # Re-scramble every image from scratch with the key: the spy saw exactly these bytes, nothing else.

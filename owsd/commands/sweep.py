@@ -29,15 +29,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("sweep", type=Path, help="a wandb sweep YAML, e.g. sweeps/iin_size.yaml")
     parser.add_argument("--trials", type=int, required=True, help="trials to run (a grid may end sooner)")
     parser.add_argument("--out", type=Path, help="new folder for the results (default: runs/sweeps/<sweep name>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the engine's proposals (random, bayes)")
     args, extra = parser.parse_known_args(argv[1:])
     if args.trials < 1:
         raise ConfigError(f"--trials {args.trials}: run at least one trial")
     config = load_sweep(args.sweep)
     out = args.out or Path("runs/sweeps") / args.sweep.stem
     trials: list[Trial] = []
-    settings = f"{json.dumps(config, sort_keys=True, default=str)}\n{extra}"  # not --trials: a rerun may go further
+    settings = f"{json.dumps(config, sort_keys=True, default=str)}\n{extra}\nseed {args.seed}"  # not --trials
     with OutputFolder(out, settings, progress=lambda: f"{len(trials)} trials finished") as folder:
-        run_sweep(config, args.trials, extra, folder, done=trials)
+        run_sweep(config, args.trials, extra, folder, done=trials, seed=args.seed)
         write_results(trials, config, folder)
     best = ranked(trials, config["metric"].get("goal", "minimize"))[0]
     if best.metric is not None:

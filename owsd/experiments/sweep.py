@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import struct
 import subprocess
 import time
 import warnings
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy
 import yaml
 
 from owsd.errors import ConfigError
@@ -191,13 +194,20 @@ def finished_trials(folder: Path) -> list[Trial]:
 
 
 def run_sweep(
-    config: dict[str, Any], trials: int, extra_args: list[str], folder: Path, done: list[Trial] | None = None
+    config: dict[str, Any],
+    trials: int,
+    extra_args: list[str],
+    folder: Path,
+    done: list[Trial] | None = None,
+    seed: int = 0,
 ) -> list[Trial]:
     """Up to `trials` trials proposed by the engine (fewer when a grid is exhausted), each in `folder/trial-NNN`.
 
     Trials an interrupted sweep finished in `folder` are kept and told to the engine, which proposes the
     next from them; they are appended to `done` (and each new trial as it finishes), so that a caller
-    interrupted meanwhile knows what is finished."""
+    interrupted meanwhile knows what is finished. The engine draws from Python's and numpy's global generators;
+    both are seeded from `seed` and the trial's number before each proposal, so a sweep, resumed or not,
+    proposes the same trials."""
     sweeps = engine()
     done = [] if done is None else done
     metric, runs = config["metric"]["name"], []
@@ -207,6 +217,8 @@ def run_sweep(
     if done:
         log.info("%d finished trials kept in %s", len(done), folder)
     for number in range(len(done) + 1, trials + 1):
+        random.seed(f"owsd-sweep/{seed}/{number}")
+        numpy.random.seed(zlib.crc32(f"owsd-sweep/{seed}/{number}".encode()))
         proposal = sweeps.next_run(config, runs)
         if proposal is None:
             log.info("the grid is exhausted after %d trials", len(done))
@@ -241,13 +253,13 @@ def write_results(trials: list[Trial], config: dict[str, Any], folder: Path) -> 
     payload = {"metric": metric, "goal": goal, "sweep": dict(config), "trials": [asdict(t) for t in order]}
     (folder / "trials.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     names = list(dict.fromkeys(name for t in trials for name in t.parameters))
-    lines = [f"| rank | trial | {' | '.join(names)} | {metric} ({goal}) | seconds | status |"]
+    lines = [f"| rank | trial | {' | '.join(names)} | {metric} ({goal}) | time | status |"]
     lines.append("|" + " --- |" * (len(names) + 5))
     for rank, t in enumerate(order, 1):
         value = f"{t.metric:.4f}" if t.metric is not None else "—"
         status = t.status if t.error is None else f"{t.status}: {t.error}"
         cells = [_cell(t.parameters.get(name)) for name in names]
-        lines.append(f"| {rank} | {t.number} | {' | '.join(cells)} | {value} | {t.seconds:.0f} | {status} |")
+        lines.append(f"| {rank} | {t.number} | {' | '.join(cells)} | {value} | {t.seconds:.0f} s | {status} |")
     (folder / "trials.md").write_text("\n".join(lines) + "\n")
 
 

