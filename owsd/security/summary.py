@@ -21,7 +21,7 @@ def privacy_verdict(value: Value, thresholds: tuple[float, float] | None) -> str
     if value is None or thresholds is None:
         return ""
     good, bad = thresholds
-    return ": good privacy" if value < good else ": bad privacy" if value > bad else ": between good and bad"
+    return " (good privacy)" if value < good else " (bad privacy)" if value > bad else " (between good and bad)"
 
 
 def cell(value: Value, std: Value = None) -> str:
@@ -81,8 +81,11 @@ def markdown_summary(result: SuiteResult) -> str:
     if published:
         lines += ["", "## Published metrics these attacks match", ""]
         for curve, (metric, thresholds) in published:
-            judged = privacy_verdict(curve.scrambled[-1], thresholds)
+            judged = [
+                f"{cell(v)} at {r}{privacy_verdict(v, thresholds)}"
+                for r, v in zip(curve.resource_values, curve.scrambled)
+            ]
             lines.append(
-                f"- {curve.attack} ({curve.metric}) is {metric}; scrambled, {last(curve, 'scrambled')}{judged}."
+                f"- {curve.attack} ({curve.metric}) is {metric}. Scrambled, by {curve.resource}: {'; '.join(judged)}."
             )
     return "\n".join(lines) + "\n"
