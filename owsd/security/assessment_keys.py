@@ -61,9 +61,9 @@ class AssessmentKeys:
             )
         if not self.remote_cloud:
             raise ConfigError(
-                f"data.cloud ({cloud}) is not in-process: this assessment would send {section} images of the private "
-                f"source, scrambled under {self.count} fresh keys, to it; pass --{section}.keys.remote_cloud true to "
-                "accept that, or assess against an in-process copy of the cloud"
+                f"data.cloud ({cloud}) is not in-process: this assessment would send images of the private source, "
+                f"scrambled under {self.count} fresh keys, to it; pass --{section}.keys.remote_cloud true to accept "
+                "that, or assess against an in-process copy of the cloud"
             )
 
     def pipelines(self, folder: Path, pipeline: Pipeline, command: str) -> list[Pipeline]:
