@@ -36,21 +36,19 @@ def main(argv: list[str]) -> None:
         def attack(data: OWSDDataModule, _: int) -> dict:
             return run_suite(data, objects.model, trainer_factory(trainer), settings, config.iin_threads).as_dict()
 
-        per_key = [
-            SuiteResult.from_dict(saved) for saved in settings.keys.measure(folder, objects.data, "attack", attack)
-        ]
-        result = combine_suites(per_key, settings.margin)
-        write_results(folder, result, per_key, config_yaml)
+        saved = settings.keys.measure(folder, objects.data, "attack", attack)
+        result = combine_suites([SuiteResult.from_dict(key) for key in saved], settings.margin)
+        write_results(folder, result, saved, config_yaml)
         discard(folder)
     print(markdown_summary(result), end="")
     log.info("wrote %s", config.out)
 
 
-def write_results(folder: Path, result: SuiteResult, per_key: list[SuiteResult], config_yaml: str) -> None:
+def write_results(folder: Path, result: SuiteResult, keys: list[dict], config_yaml: str) -> None:
+    """The combined result, beside each key's own (as `SuiteResult.as_dict` saved it)."""
     curves = [curve.as_dict() for curve in result.curves]
-    keys = [key.as_dict() for key in per_key]
     (folder / "attacks.json").write_text(
-        json.dumps({"keys": len(per_key), "attacks": curves, "per_key": [key["curves"] for key in keys]}, indent=2)
+        json.dumps({"keys": len(keys), "attacks": curves, "per_key": [key["curves"] for key in keys]}, indent=2)
     )
     (folder / "defences.json").write_text(
         json.dumps({"defences": result.defence_costs, "per_key": [key["defence_costs"] for key in keys]}, indent=2)

@@ -217,8 +217,9 @@ def run_sweep(
     if done:
         log.info("%d finished trials kept in %s", len(done), folder)
     for number in range(len(done) + 1, trials + 1):
-        random.seed(f"owsd-sweep/{seed}/{number}")
-        numpy.random.seed(zlib.crc32(f"owsd-sweep/{seed}/{number}".encode()))
+        trial_seed = f"owsd-sweep/{seed}/{number}"
+        random.seed(trial_seed)
+        numpy.random.seed(zlib.crc32(trial_seed.encode()))
         proposal = sweeps.next_run(config, runs)
         if proposal is None:
             log.info("the grid is exhausted after %d trials", len(done))
