@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from owsd.components.cloud import Cloud
 from owsd.components.scrambler import ScramblerSettings
@@ -137,6 +139,11 @@ class OWSDDataModule(LightningDataModule):
         source = self.pipeline.source
         return source.labels_are_cloud_classes and self.split.labels == list(range(len(source.classes)))
 
+    @property
+    def cloud_labels(self) -> list[int] | None:
+        """The cloud's class for each IIN class, where the private labels are the cloud's (all or a subset)."""
+        return list(self.split.labels) if self.pipeline.source.labels_are_cloud_classes else None
+
     def prepare_cache(self, trainer: Trainer) -> None:
         """Precompute the split's images that the cache lacks (a no-op on a hit)."""
         fill_cache(self.pipeline, self.split.all, trainer)
@@ -178,9 +185,10 @@ class OWSDDataModule(LightningDataModule):
         return dict(self.pairs["train"].widths)
 
     def train_dataloader(self) -> DataLoader:
+        """Every training image every epoch, in batches of nearly equal size (never a batch of one beside a
+        full one, which would break BatchNorm): 100 images at batch size 64 are two batches of 50."""
         train = self.pairs["train"]
-        # A last batch of one would break BatchNorm; drop it whenever there is more than one batch.
-        return self._loader(train, shuffle=True, drop_last=len(train) > self.batch_size)
+        return DataLoader(train, sampler=EvenBatches(len(train), self.batch_size), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.pairs["val"])
@@ -188,6 +196,26 @@ class OWSDDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.pairs["test"])
 
-    def _loader(self, pairs: CachedPairs, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
-        order = RandomSampler(pairs) if shuffle else SequentialSampler(pairs)
-        return DataLoader(pairs, sampler=BatchSampler(order, self.batch_size, drop_last), batch_size=None)
+    def _loader(self, pairs: CachedPairs) -> DataLoader:
+        return DataLoader(
+            pairs, sampler=BatchSampler(SequentialSampler(pairs), self.batch_size, False), batch_size=None
+        )
+
+
+class EvenBatches(Sampler[list[int]]):
+    """A shuffled epoch of `size` indices in `ceil(size / batch_size)` batches whose sizes differ by at most one."""
+
+    def __init__(self, size: int, batch_size: int) -> None:
+        self.size, self.batches = size, max(1, math.ceil(size / batch_size))
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.size).tolist()
+        step, extra = divmod(self.size, self.batches)
+        start = 0
+        for number in range(self.batches):
+            end = start + step + (number < extra)
+            yield order[start:end]
+            start = end

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from owsd.components.iin import IINInput, InternalInferenceNetwork, iin_features
+from owsd.errors import ConfigError
 
 PLAINTEXT_CLOUD = "cloud_plaintext"  # metric prefix of the cloud's own accuracy on unscrambled images
 
@@ -27,7 +28,9 @@ class IINModule(LightningModule):
         lr: Adam learning rate.
         lr_decay: ExponentialLR factor per epoch.
         patience: epochs without a better validation loss before stopping.
-        input_dim / num_classes / cloud_classes_known: taken from the data at setup; stored in checkpoints.
+        input_dim / num_classes / cloud_classes_known / cloud_labels / cloud_outputs: taken from the data at setup
+            and stored in checkpoints; `cloud_labels[i]` is the cloud's class for IIN class i where the private labels
+            are the cloud's (all of them or a subset), for the plaintext cloud's own accuracy.
         contract / classes: the pipeline's checkpoint contract (key fingerprint, models, generator, cloud,
             precision) and the names of the IIN's classes, taken at setup; every command that loads the
             checkpoint checks the first, and `owsd predict` reports the second.
@@ -44,6 +47,8 @@ class IINModule(LightningModule):
         input_dim: int | None = None,
         num_classes: int | None = None,
         cloud_classes_known: bool = False,
+        cloud_labels: list[int] | None = None,
+        cloud_outputs: int | None = None,
         contract: dict[str, Any] | None = None,
         classes: list[str] | None = None,
     ) -> None:
@@ -67,6 +72,8 @@ class IINModule(LightningModule):
         parts = iin_features({k: torch.zeros(1, d) for k, d in dims.items()}, self.iin_input)
         self.hparams.update(input_dim=parts.shape[1], num_classes=data.num_classes)
         self.hparams.cloud_classes_known = data.cloud_classes_known
+        self.hparams.cloud_labels = data.cloud_labels
+        self.hparams.cloud_outputs = dims.get("plaintext_cloud")
         self.hparams.contract, self.hparams.classes = data.pipeline.contract, data.class_names
         self._build()
 
@@ -77,7 +84,8 @@ class IINModule(LightningModule):
             top_k = min(k, hp.num_classes)
             for target in ("true", "cloud"):
                 self.metrics[f"{target}_top{k}"] = MulticlassAccuracy(hp.num_classes, top_k=top_k, average="micro")
-            self.metrics[f"plaintext_top{k}"] = MulticlassAccuracy(hp.num_classes, top_k=top_k, average="micro")
+            outputs = hp.cloud_outputs or hp.num_classes
+            self.metrics[f"plaintext_top{k}"] = MulticlassAccuracy(outputs, top_k=min(k, outputs), average="micro")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.iin(iin_features(batch, self.iin_input))
@@ -99,12 +107,17 @@ class IINModule(LightningModule):
         size = len(labels)
         self.log(f"{stage}/{self.name}/loss", F.cross_entropy(logits, labels), batch_size=size)
         self._accuracy(stage, self.name, "true", logits, labels)
-        if self.hparams.cloud_classes_known and "plaintext_cloud" in batch:
+        cloud_labels = self.hparams.cloud_labels
+        if cloud_labels is None and self.hparams.cloud_classes_known:  # a checkpoint from before cloud_labels
+            cloud_labels = list(range(self.hparams.num_classes))
+        if cloud_labels is not None and "plaintext_cloud" in batch:
             plaintext = batch["plaintext_cloud"]
-            # The paper's "Cloud Class." columns: agreement with the cloud's answer for the plaintext image.
-            self._accuracy(stage, self.name, "cloud", logits, plaintext.argmax(1), suffix="cloud_class_")
-            # Its upper bound: the cloud's own accuracy on the unscrambled images.
-            self._accuracy(stage, PLAINTEXT_CLOUD, "plaintext", plaintext, labels)
+            if self.hparams.cloud_classes_known:
+                # The paper's "Cloud Class." columns: agreement with the cloud's answer for the plaintext image.
+                self._accuracy(stage, self.name, "cloud", logits, plaintext.argmax(1), suffix="cloud_class_")
+            # Its upper bound: the cloud's own accuracy on the unscrambled images, over all its classes.
+            truth = torch.as_tensor(cloud_labels, device=labels.device)[labels]
+            self._accuracy(stage, PLAINTEXT_CLOUD, "plaintext", plaintext, truth)
 
     def _accuracy(
         self, stage: str, prefix: str, target: str, scores: torch.Tensor, labels: torch.Tensor, suffix: str = ""
@@ -127,6 +140,12 @@ class IINModule(LightningModule):
         validation images (`data.split.val_fraction: 0`) the IIN trains for `max_epochs` and its last
         weights are the ones kept.
         """
+        interval, every = self.trainer.val_check_interval, self.trainer.check_val_every_n_epoch
+        if interval != 1.0 or every != 1:  # patience counts epochs: a check per N batches would tie it to batch size
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} / check_val_every_n_epoch={every}: the IIN validates once "
+                "per epoch (its early stopping counts epochs, whatever the batches per epoch); leave both at 1"
+            )
         if not getattr(self.trainer.datamodule, "validates", True):
             last = ModelCheckpoint(filename=f"{self.name}-{{epoch}}", auto_insert_metric_name=False)
             return [last] if self.trainer.checkpoint_callbacks else []

@@ -9,7 +9,7 @@ from owsd.components.keras_cifar10 import KerasCifar10Cloud
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource
-from owsd.datamodule import OWSDDataModule
+from owsd.datamodule import EvenBatches, OWSDDataModule
 from owsd.errors import ConfigError
 from tests.conftest import TINY_IMAGES
 
@@ -47,3 +47,13 @@ def test_images_the_cloud_was_trained_on_are_refused_naming_both_settings(tmp_pa
     data_module(ImageFolderSource(TINY_IMAGES, provenance="cifar10:test"), KerasCifar10Cloud(), tmp_path)
     data_module(ImageFolderSource(TINY_IMAGES), KerasCifar10Cloud(), tmp_path)  # unknown provenance: allowed
     data_module(MnistSource(), LocalCloud("tf_efficientnet_lite2", "pypi"), tmp_path)  # the demo
+
+
+@pytest.mark.parametrize(("size", "batch_size"), [(100, 64), (100, 7), (100, 1000), (65, 64), (10, 64), (128, 64)])
+def test_every_training_image_is_seen_every_epoch_in_batches_of_nearly_equal_size(size, batch_size):
+    epoch = list(EvenBatches(size, batch_size))
+    assert sorted(index for batch in epoch for index in batch) == list(range(size))
+    sizes = [len(batch) for batch in epoch]
+    assert len(epoch) == len(EvenBatches(size, batch_size)) == -(-size // batch_size)
+    assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+    assert list(EvenBatches(size, batch_size)) != epoch or size <= 1 or len(epoch) == 1  # reshuffled each epoch

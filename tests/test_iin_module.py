@@ -1,10 +1,12 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
 from owsd.data.cache import CachedRows, RowTable
 from owsd.datamodule import CachedPairs
+from owsd.errors import ConfigError
 from owsd.iin_module import IINModule
 from owsd.training import named, results_table
 
@@ -14,7 +16,7 @@ CLASSES = 6
 class Pairs(LightningDataModule):
     """What IINModule reads from OWSDDataModule: datasets, feature widths, classes."""
 
-    def __init__(self, cloud_classes_known: bool) -> None:
+    def __init__(self, cloud_classes_known: bool, subset_of_cloud_labels: bool = False) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(0)
         labels = torch.arange(120) % CLASSES
@@ -32,6 +34,8 @@ class Pairs(LightningDataModule):
         self.pairs = CachedPairs(rows, {label: label for label in range(CLASSES)})
         self.feature_dims = {"embedding": 8, "cloud": CLASSES, "plaintext_cloud": CLASSES}
         self.num_classes, self.cloud_classes_known = CLASSES, cloud_classes_known
+        known = cloud_classes_known or subset_of_cloud_labels
+        self.cloud_labels = list(range(CLASSES)) if known else None
         self.pipeline = SimpleNamespace(contract={"key_fingerprint": "test"})
         self.class_names = [str(label) for label in range(CLASSES)]
 
@@ -41,10 +45,10 @@ class Pairs(LightningDataModule):
     val_dataloader = test_dataloader = train_dataloader
 
 
-def fit_and_test(iin_input: str, cloud_classes_known: bool, tmp_path) -> dict[str, float]:
+def fit_and_test(iin_input: str, cloud_classes_known: bool, tmp_path, **pairs) -> dict[str, float]:
     trainer = Trainer(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
     model = IINModule(iin_input=iin_input, hidden_size=16)
-    trainer.fit(model, datamodule=Pairs(cloud_classes_known))
+    trainer.fit(model, datamodule=Pairs(cloud_classes_known, **pairs))
     assert model.hparams.input_dim == {"embedding+cloud": 8 + CLASSES, "cloud": CLASSES}[iin_input]
     return trainer.test(model, datamodule=trainer.datamodule, verbose=False)[0]
 
@@ -58,6 +62,20 @@ def test_cloud_class_agreement_and_plaintext_bound_when_labels_are_the_clouds(tm
     table = results_table(by_method, 120)
     assert "agreement with the cloud on plaintext" in table and "cloud on plaintext images (upper bound)" in table
     assert "   0.750   1.000" in table
+
+
+def test_a_subset_of_the_clouds_labels_has_the_plaintext_clouds_accuracy_but_no_agreement(tmp_path):
+    metrics = fit_and_test("embedding+cloud", cloud_classes_known=False, tmp_path=tmp_path, subset_of_cloud_labels=True)
+    assert metrics["test/cloud_plaintext/top1"] == 0.75
+    assert not any("cloud_class" in name for name in metrics)
+
+
+def test_the_iin_validates_once_per_epoch_whatever_the_trainer_says(tmp_path):
+    trainer = Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, val_check_interval=2, default_root_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match="trainer.val_check_interval=2"):
+        trainer.fit(IINModule(hidden_size=16), datamodule=Pairs(False))
 
 
 def test_no_cloud_class_metrics_for_other_labels(tmp_path):
