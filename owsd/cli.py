@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "classify new images with a trained IIN: scramble, ask the cloud, write top-k CSV/JSON"),
     "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
     "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
+    "train-cloud": (
+        "train_cloud",
+        "train a cloud classifier (small CNN or timm) on a source's cloud_split; HubCloud loads its checkpoint",
+    ),
     "serve-cloud": (
         "serve_cloud",
         "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud",

@@ -112,7 +112,20 @@ class OWSDDataModule(LightningDataModule):
     def split(self) -> Split:
         """The experiment's images: fixed by the settings, so computed once."""
         source = self.pipeline.source
-        return split_items([label for _, label in source.items], self.split_settings, source.classes)
+        split = split_items([label for _, label in source.items], self.split_settings, source.classes)
+        self._refuse_the_clouds_training_images(split)
+        return split
+
+    def _refuse_the_clouds_training_images(self, split: Split) -> None:
+        """The IIN's images must be none the cloud was trained on (use case 1), by image id."""
+        source, cloud = self.pipeline.source, self.pipeline.cloud
+        seen = cloud.trained_on_images.get(source.provenance or "", frozenset())
+        overlap = [image_id for image_id in self.pipeline.image_ids(split.all) if image_id in seen]
+        if overlap:
+            raise ConfigError(
+                f"data.split takes {len(overlap)} images that data.cloud was trained on (e.g. {', '.join(overlap[:3])}): "
+                "set data.split.reserved_for_cloud to the cloud_split its `owsd train-cloud` config used"
+            )
 
     @property
     def validates(self) -> bool:

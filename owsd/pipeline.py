@@ -119,6 +119,12 @@ class Pipeline:
                 f"data.source holds {source.provenance} images, which data.cloud was trained on "
                 f"(trained_on: {', '.join(cloud.trained_on)}): the IIN's images must be disjoint from the cloud's"
             )
+        if source.labels_are_cloud_classes and cloud.classes is not None and list(cloud.classes) != source.classes:
+            raise ConfigError(
+                f"data.source's labels are declared the cloud's classes (labels_are_cloud_classes), but data.cloud "
+                f"answers {len(cloud.classes)} classes {list(cloud.classes)[:10]} and the source has "
+                f"{len(source.classes)} labels {source.classes[:10]}"
+            )
         if precompute_batch_size < 1:
             raise ConfigError(f"data.precompute_batch_size={precompute_batch_size} must be ≥ 1")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -8,7 +8,8 @@ from owsd.components.cloud import LocalCloud
 from owsd.components.keras_cifar10 import KerasCifar10Cloud
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
-from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource
+from owsd.data.digits import MnistSource
+from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource
 from owsd.datamodule import EvenBatches, OWSDDataModule
 from owsd.errors import ConfigError
 from tests.conftest import TINY_IMAGES

@@ -53,6 +53,8 @@ def main(argv: list[str]) -> None:
             "protocol": settings.protocol,
             "row": settings.row or Path(str(config.config[0])).stem,
             "paper_row": settings.paper_row,
+            "same_data_as_paper": settings.same_data_as_paper,
+            "regime": settings.regime,
             "pipeline": run_setting(objects.data),
             "precompute_seconds": round(precompute_seconds, 1),
             "total_seconds": round(time.perf_counter() - started, 1),

@@ -76,8 +76,17 @@ class Cloud(ABC):
         return "this process"
 
     # Dataset splits the cloud was trained on (`ILSVRC2012:train`, `cifar10:train`); empty when unknown. The IIN's
-    # images must come from none of them (the paper's use case 1), which `OWSDDataModule` checks.
+    # images must come from none of them (the paper's use case 1), which `Pipeline` checks.
     trained_on: tuple[str, ...] = ()
+    # The cloud's class names where it knows them (a checkpoint of `owsd train-cloud`): private labels said to be
+    # the cloud's classes must be these, which `Pipeline` checks.
+    classes: tuple[str, ...] | None = None
+
+    @property
+    def trained_on_images(self) -> dict[str, frozenset[str]]:
+        """Ids of the images the cloud was trained on, by their source's provenance (`mnist:train`); empty when
+        unknown. The IIN's images must be none of them (use case 1), which `OWSDDataModule` checks."""
+        return {}
 
 
 class InProcessCloud(Cloud):

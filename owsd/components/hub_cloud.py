@@ -20,6 +20,7 @@ from torch import nn
 
 from owsd.components.cloud import InProcessCloud
 from owsd.components.preprocess import Preprocess
+from owsd.components.trained_cloud import load_classifier, read_cloud_checkpoint
 from owsd.errors import ConfigError, DataError
 
 # Pinned: a branch can move, and the cache and every checkpoint are named by the code and weights they used.
@@ -65,13 +66,14 @@ class HubCloud(InProcessCloud):
             a ref that is not a commit (a branch, a tag, none) is resolved to the commit it names when the cloud is
             first identified, and that commit is what is loaded and recorded.
         model: the repository's entry point, e.g. `cifar100_vgg16_bn`; called with `pretrained=True`.
-        checkpoint: a TorchScript file (needs no repo), or a state_dict for `model`'s architecture (built with
-            `pretrained=False`); replaces the hub's weights.
+        checkpoint: a checkpoint of `owsd train-cloud` (needs no repo: it names its architecture, input size,
+            normalisation, classes and training images), a TorchScript file (needs no repo), or a state_dict for
+            `model`'s architecture (built with `pretrained=False`); replaces the hub's weights.
         source: `github` (downloads the code and weights once; the config names the repo, so it is trusted)
             or `local`.
         mean / std: per-channel normalisation of 0–1 RGB; for `cifar10_*` / `cifar100_*` entry points the
             values their training used are the default.
-        input_size: the classifier's input side (32 for CIFAR models).
+        input_size: the classifier's input side (32 by default, as for CIFAR models).
         trained_on: the dataset splits the weights were trained on (e.g. `cifar100:train`); for `cifar10_*` /
             `cifar100_*` entry points, that dataset's train split.
     """
@@ -84,15 +86,22 @@ class HubCloud(InProcessCloud):
         source: Literal["github", "local"] = "github",
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
-        input_size: int = 32,
+        input_size: int | None = None,
         trained_on: list[str] | None = None,
     ) -> None:
-        self.repo, self.model, self.source, self.input_size = repo, model, source, input_size
+        self.repo, self.model, self.source = repo, model, source
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        if self.checkpoint is None and not (repo and model):
-            raise ConfigError("HubCloud needs `repo` and `model`, or a `checkpoint` file")
         if self.checkpoint is not None and not self.checkpoint.is_file():
-            raise ConfigError(f"checkpoint {self.checkpoint} for HubCloud does not exist")
+            raise ConfigError(
+                f"checkpoint {self.checkpoint} for HubCloud does not exist (`owsd train-cloud` writes one)"
+            )
+        self.trained = read_cloud_checkpoint(self.checkpoint) if self.checkpoint is not None else None
+        if self.trained is not None:
+            self.repo = self.model = None  # it names its own architecture
+            mean, std, input_size = self._trained_settings(mean, std, input_size)
+        elif self.checkpoint is None and not (repo and model):
+            raise ConfigError("HubCloud needs `repo` and `model`, or a `checkpoint` file")
+        self.input_size = input_size or 32
         if source == "local" and repo and not (Path(repo) / "hubconf.py").is_file():
             raise ConfigError(f"HubCloud repo {repo} (source: local) is not a folder holding hubconf.py")
         dataset = _cifar_dataset(model)
@@ -104,13 +113,32 @@ class HubCloud(InProcessCloud):
         if trained_on is None:
             trained_on = [f"{dataset}:train"] if dataset else []
         self.trained_on = tuple(trained_on)
+        if self.trained is not None:
+            self.classes = tuple(self.trained["classes"])
+
+    def _trained_settings(self, mean: tuple | None, std: tuple | None, input_size: int | None) -> tuple:
+        """A trained checkpoint's own input size and normalisation; the config may repeat them, not change them."""
+        own = {"mean": tuple(self.trained["mean"]), "std": tuple(self.trained["std"])}
+        own["input_size"] = self.trained["input_size"]
+        for name, given in (("mean", mean), ("std", std), ("input_size", input_size)):
+            if given is not None and (tuple(given) if name != "input_size" else given) != own[name]:
+                raise ConfigError(
+                    f"HubCloud {name}={given} but checkpoint {self.checkpoint} was trained with {own[name]}: leave it unset"
+                )
+        return own["mean"], own["std"], own["input_size"]
+
+    @property
+    def trained_on_images(self) -> dict[str, frozenset[str]]:
+        images = (self.trained or {}).get("trained_on_images", {})
+        return {provenance: frozenset(ids) for provenance, ids in images.items()}
 
     @property
     def cloud_id(self) -> str:
         """The weights (a checkpoint's hash, a local hubconf's hash, or the hub repo and entry point) and the
         preprocessing: both decide the numbers returned."""
         if self.checkpoint is not None:
-            weights = f"{self.model or 'torchscript'}-sha256-{_sha256(self.checkpoint)[:16]}"
+            kind = self.trained["architecture"] if self.trained is not None else self.model or "torchscript"
+            weights = f"{kind}-sha256-{_sha256(self.checkpoint)[:16]}"
         elif self.source == "local":
             weights = f"{self.model}-hubconf-sha256-{_sha256(Path(self.repo) / 'hubconf.py')[:16]}"
         else:
@@ -143,7 +171,10 @@ class HubCloud(InProcessCloud):
         return model
 
     def _load_checkpoint(self) -> nn.Module:
-        """TorchScript when the file is one; otherwise a state_dict for the hub architecture."""
+        """A checkpoint of `owsd train-cloud`; else TorchScript when the file is one; else a state_dict for the hub
+        architecture."""
+        if self.trained is not None:
+            return load_classifier(self.checkpoint, self.trained)
         try:  # wrapped: a ScriptModule itself refuses `requires_grad_`
             return nn.Sequential(torch.jit.load(str(self.checkpoint), map_location="cpu"))
         except RuntimeError:

@@ -80,6 +80,54 @@ def excluded_labels(exclude: str | list[str]) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True)
+class CloudSplit:
+    """The images a cloud is trained on (`owsd train-cloud`), drawn from the same source as the private ones.
+
+    Each label's images come in one fixed order (from `seed`), and a cloud takes the first `images_per_label`:
+    a cloud of 10 per label saw a subset of one of 50, so one private pool outside the largest serves them all.
+
+    Args:
+        labels: the cloud's labels (all by default).
+        images_per_label: images per label the cloud trains on (all when unset).
+        seed: seed of each label's order.
+        val_fraction: share of them kept for the cloud's early stopping and best checkpoint.
+    """
+
+    labels: LabelSubset = LabelSubset()
+    images_per_label: int | None = None
+    seed: int = 0
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.images_per_label is not None and self.images_per_label < 2:
+            raise ConfigError(f"cloud_split.images_per_label={self.images_per_label} must be ≥ 2")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"cloud_split.val_fraction={self.val_fraction} must lie in [0, 1)")
+
+    def draw(self, item_labels: list[int], class_names: list[str]) -> Split:
+        """Positions of the cloud's images (`test` is empty); `DataError` naming a label that has too few."""
+        labels = self.labels.choose(class_names)
+        train: list[int] = []
+        val: list[int] = []
+        for label in labels:
+            positions = [position for position, item in enumerate(item_labels) if item == label]
+            wanted = len(positions) if self.images_per_label is None else self.images_per_label
+            if len(positions) < wanted:
+                name = f"{class_names[label]!r} ({label})"
+                raise DataError(f"label {name} has {len(positions)} images; cloud_split.images_per_label asks {wanted}")
+            order = torch.randperm(
+                len(positions), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + label)
+            )
+            chosen = [positions[i] for i in order[:wanted].tolist()]
+            n_val = round(wanted * self.val_fraction)
+            val += chosen[:n_val]
+            train += chosen[n_val:]
+        if not train:
+            raise ConfigError("cloud_split leaves the cloud no training image: lower cloud_split.val_fraction")
+        return Split(labels, sorted(train), sorted(val), [])
+
+
+@dataclass(frozen=True)
 class SplitSettings:
     """Which images an experiment uses and how they are split.
 
@@ -93,6 +141,8 @@ class SplitSettings:
             `seed` and the label draw are, so the repetitions of `owsd run` split one pool (one cache).
         train_per_label: keep at most this many training images per label (use case 5, learnability); the
             test and validation images are unchanged, so runs of different sizes are scored alike.
+        reserved_for_cloud: the `cloud_split` of the config `owsd train-cloud` trained the cloud with: its
+            images are left out of the private pool before any draw (the paper's use case 1: disjoint images).
     """
 
     labels: LabelSubset = LabelSubset()
@@ -102,6 +152,7 @@ class SplitSettings:
     seed: int = 0
     draw_seed: int | None = None
     train_per_label: int | None = None
+    reserved_for_cloud: CloudSplit | None = None
 
     def __post_init__(self) -> None:
         for name in ("images_per_label", "train_per_label"):
@@ -135,8 +186,13 @@ def split_items(item_labels: list[int], settings: SplitSettings, class_names: li
         )
     generator = torch.Generator().manual_seed(settings.seed)
     by_label: dict[int, list[int]] = {label: [] for label in labels}
+    reserved = (
+        set()
+        if settings.reserved_for_cloud is None
+        else set(settings.reserved_for_cloud.draw(item_labels, class_names).all)
+    )
     for position, label in enumerate(item_labels):
-        if label in by_label:
+        if label in by_label and position not in reserved:
             by_label[label].append(position)
     train: list[int] = []
     val: list[int] = []

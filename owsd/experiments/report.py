@@ -6,13 +6,13 @@ linear probe, the encoder's own head where it applies), the paper's published nu
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from owsd.analysis.plots import save_learnability_plot
 from owsd.errors import ConfigError
-from owsd.experiments.paper import FIGURE2_TEXT, published
-from owsd.experiments.records import Cell, RunFolder
+from owsd.experiments.paper import FIGURE2_TEXT, PAPER_DATA, published
+from owsd.experiments.records import Cell, RunFolder, slug
+from owsd.experiments.regime import regime_section
 from owsd.iin_module import PLAINTEXT_CLOUD
 from owsd.stats import Stat
 from owsd.training import METHODS
@@ -25,6 +25,10 @@ TITLES = {
     "uc4": "Table 4 — use case 4: ensembles of encoders",
     "uc5": "Figure 2 — use case 5: training images per label",
 }
+PREAMBLE = (
+    "Mean (std) over seeds. Δ pts = ours − the paper's, in percentage points, only where a run is on the paper's own "
+    "data and label relation; elsewhere the paper's number stands in its own column, named by its dataset."
+)
 LOCAL = ("embedding", "linear_probe", "encoder_head")  # what a user gets without sending anything
 
 
@@ -56,12 +60,24 @@ def setting_name(run: RunFolder, cell: Cell) -> str:
     return ", ".join(parts)
 
 
-def method_rows(run: RunFolder, cell: Cell, cloud_class: bool) -> list[str]:
-    """A table row per method of one setting; the paper's numbers on the OWSD and plaintext-cloud rows."""
+def same_data(run: RunFolder) -> bool:
+    """Whether the run is on the paper row's own data and label relation (only then is a difference shown)."""
+    return bool(run.run.get("same_data_as_paper", False))
+
+
+def paper_dataset(run: RunFolder) -> str:
+    """What the paper's number was measured on (`table1/CIFAR-10` → `CIFAR-10 test → VGG16 cloud ...`)."""
+    row = str(run.run.get("paper_row") or "")
+    return PAPER_DATA.get(row, row)
+
+
+def method_rows(run: RunFolder, cell: Cell, cloud_class: bool, columns: tuple[str, ...]) -> list[str]:
+    """A table row per method of one setting; the paper's numbers on the OWSD and plaintext-cloud rows, with a
+    difference only where the run is on the paper's own data, else in the other-data column without one."""
     paper = published(run.run.get("paper_row"), cell.setting.encoders)
     metrics = ["top1", "top5"] + (["cloud_class_top1", "cloud_class_top5"] if cloud_class else [])
     if not cell.stats:
-        blanks = ["—"] * (3 * len(metrics))
+        blanks = ["—"] * (len(columns) * len(metrics))
         return ["| " + " | ".join([setting_name(run, cell), "every run failed", *blanks, seeds_cell(cell)]) + " |"]
     rows = []
     for method, label in METHODS.items():
@@ -73,21 +89,37 @@ def method_rows(run: RunFolder, cell: Cell, cloud_class: bool) -> list[str]:
         for metric in metrics:
             ours = stats.get(metric)
             theirs = paper.get(prefix + metric) if method in (OWSD, PLAINTEXT_CLOUD) else None
-            cells += [percent(ours), published_cell(theirs), difference(ours, theirs)]
+            same = theirs if same_data(run) else None
+            other = theirs if not same_data(run) else None
+            values = {
+                "ours": percent(ours),
+                "paper": published_cell(same),
+                "Δ": difference(ours, same),
+                "other": "—" if other is None else f"{published_cell(other)} on {paper_dataset(run)}",
+            }
+            cells += [values[column] for column in columns]
         rows.append("| " + " | ".join(cells + [seeds_cell(cell)]) + " |")
     return rows
+
+
+COLUMN_NAMES = {"ours": "", "paper": " (paper)", "Δ": " Δ pts", "other": " (paper, other data)"}
 
 
 def protocol_table(runs: list[RunFolder]) -> list[str]:
     cloud_class = any(
         "cloud_class_top1" in s.get(OWSD, {}) for run in runs for cell in run.cells() for s in [cell.stats]
     )
+    columns = ("ours",)
+    if any(same_data(run) for run in runs):
+        columns += ("paper", "Δ")
+    if any(not same_data(run) and run.run.get("paper_row") for run in runs):
+        columns += ("other",)
     metrics = ["top-1", "top-5"] + (["cloud-class top-1", "cloud-class top-5"] if cloud_class else [])
-    header = ["setting", "method"] + [f"{m}{suffix}" for m in metrics for suffix in ("", " (paper)", " Δ pts")]
+    header = ["setting", "method"] + [f"{m}{COLUMN_NAMES[c]}" for m in metrics for c in columns]
     lines = ["| " + " | ".join(header + ["seeds"]) + " |", "|" + "---|" * (len(header) + 1)]
     for run in runs:
         for cell in run.cells():
-            lines += method_rows(run, cell, cloud_class)
+            lines += method_rows(run, cell, cloud_class, columns)
     return lines
 
 
@@ -169,16 +201,12 @@ def learnability_figures(runs: list[RunFolder], out: Path) -> list[str]:
     return lines
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def build_report(runs: list[RunFolder], out: Path) -> str:
     """The report's Markdown; Figure 2 PNGs are written into `out` beside it."""
     if not runs:
         raise ConfigError("owsd report: give at least one run folder")
     check_comparable(runs)
-    lines = ["# OWSD experiments", "", "Mean (std) over seeds; Δ pts = ours − the paper's, in percentage points.", ""]
+    lines = ["# OWSD experiments", "", PREAMBLE, ""]
     lines += ["## What the cloud adds", "", *cloud_adds(runs), ""]
     for protocol, title in TITLES.items():
         chosen = [run for run in runs if run.protocol == protocol]
@@ -187,6 +215,9 @@ def build_report(runs: list[RunFolder], out: Path) -> str:
         lines += [f"## {title}", "", *protocol_table(chosen), ""]
         if protocol == "uc5":
             lines += [FIGURE2_TEXT, "", *learnability_figures(chosen, out), ""]
+    regime = regime_section(runs, out)
+    if regime:
+        lines += ["## Regime search: where could the cloud add 3 points?", "", *regime, ""]
     lines += ["## Runs and timings", "", *timing(runs), ""]
     lines += ["## Pipelines", ""]
     for run in runs:

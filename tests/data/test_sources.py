@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, MnistSource, load_image, square_rgb
+from owsd.data.digits import MnistSource
+from owsd.data.sources import HFImageSource, ImageFolderSource, ImageNetValSource, load_image, square_rgb
 from owsd.errors import ConfigError, DataError
 from tests.conftest import FOOLBOX_DATA, TINY_IMAGES
 

@@ -1,0 +1,78 @@
+"""The regime search: is there a setting (encoder strength, training images per label, cloud strength) where the
+cloud adds at least `GAIN_THRESHOLD` points of top-1 over the best IIN input or probe that sends nothing?
+
+Each `owsd run` of the search is one (encoder, cloud) pair over training sizes; its `experiment.regime` names both.
+The gain is paired per seed: OWSD's top-1 minus that of the local method with the best mean, on the same split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from owsd.analysis.plots import save_gain_plot
+from owsd.experiments.records import RunFolder, slug
+from owsd.stats import Stat
+from owsd.training import METHODS
+
+GAIN_THRESHOLD = 3.0  # points of top-1
+OWSD, LOCAL = "embedding+cloud", ("embedding", "linear_probe", "encoder_head")
+
+
+def paired_gain(records: list[dict[str, Any]]) -> tuple[Stat, str] | None:
+    """(gain in points over the seeds, the local method it is measured against), or None without both."""
+    ok = [record["methods"] for record in records if record["status"] == "ok"]
+    local = [m for m in LOCAL if ok and all(m in methods for methods in ok)]
+    if not ok or not local or not all(OWSD in methods for methods in ok):
+        return None
+    best = max(local, key=lambda m: sum(methods[m]["top1"] for methods in ok))
+    return Stat.of([100 * (methods[OWSD]["top1"] - methods[best]["top1"]) for methods in ok]), best
+
+
+def gains(run: RunFolder) -> dict[int, tuple[Stat, str]]:
+    """Training images per label → the paired gain, for the run's first recipe (a search run has one)."""
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    recipe = run.records[0]["recipe"]
+    for record in (record for record in run.records if record["recipe"] == recipe):
+        by_size.setdefault(record["train_per_label"], []).append(record)
+    measured = {size: paired_gain(records) for size, records in by_size.items() if size is not None}
+    return {size: gain for size, gain in sorted(measured.items()) if gain is not None}
+
+
+def regime_section(runs: list[RunFolder], out: Path) -> list[str]:
+    """The search's table, one figure per cloud strength (`regime-<cloud>.png`) and its verdict."""
+    searched = [run for run in runs if run.run.get("regime")]
+    if not searched:
+        return []
+    lines = [
+        f"Gain = OWSD top-1 − the best local method's, per seed (mean (std) in points); the bar is +{GAIN_THRESHOLD:g}.",
+        "",
+        "| encoder | cloud | images per label | cloud adds (pts) | against |",
+        "|---|---|---|---|---|",
+    ]
+    best: tuple[float, str] | None = None
+    reached, total = 0, 0
+    clouds: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
+    for run in searched:
+        encoder, cloud = run.run["regime"]["encoder"], run.run["regime"]["cloud"]
+        for size, (gain, against) in gains(run).items():
+            lines.append(f"| {encoder} | {cloud} | {size} | {gain.mean:+.1f} ({gain.std:.1f}) | {METHODS[against]} |")
+            clouds.setdefault(cloud, {}).setdefault(encoder, {})[size] = (gain.mean, gain.std)
+            total += 1
+            reached += gain.mean >= GAIN_THRESHOLD
+            if best is None or gain.mean > best[0]:
+                best = (gain.mean, f"{encoder}, {cloud}, {size} per label")
+    lines.append("")
+    for cloud, encoders in clouds.items():
+        sizes = sorted({size for by_size in encoders.values() for size in by_size})
+        series = {encoder: [by_size.get(size) for size in sizes] for encoder, by_size in encoders.items()}
+        name = f"regime-{slug(cloud)}.png"
+        save_gain_plot(sizes, series, GAIN_THRESHOLD, f"what the cloud adds: {cloud}", out / name)
+        lines.append(f"![what the cloud adds, {cloud}]({name})")
+    if best is not None:
+        lines += [
+            "",
+            f"{reached} of {total} settings reach +{GAIN_THRESHOLD:g} points; the largest gain is {best[0]:+.1f} "
+            f"({best[1]}).",
+        ]
+    return lines
