@@ -104,3 +104,11 @@ def test_bad_settings_are_one_error_and_write_nothing(tmp_path, overrides, messa
     result = train_cloud(tmp_path / "out", *overrides)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_source_without_labelled_images_is_one_error_and_writes_nothing(tmp_path):
+    (tmp_path / "images" / "cat").mkdir(parents=True)  # a class folder, but no image in it
+    folder = ["--data.source", "owsd.data.sources.ImageFolderSource", "--data.source.root", str(tmp_path / "images")]
+    result = train_cloud(tmp_path / "out", *folder)
+    assert result.returncode == 2 and "holds no images" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
