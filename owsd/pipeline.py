@@ -201,7 +201,7 @@ class Pipeline:
         Parts at their defaults (no defences, float32) are left out, so caches made before they existed stay valid."""
         contract = {
             "image_size": self.image_size,
-            "encoders": [{"name": spec.name, "weights": spec.weights_id} for spec in self.encoders],
+            "encoders": [spec.identity for spec in self.encoders],
             "key_fingerprint": self.key().fingerprint,
             "generator": {"size": self.scrambler.size, "channels": self.scrambler.channels},
             "cloud": self.cloud.cloud_id,

@@ -17,7 +17,7 @@ class Encoder(nn.Module):
         backbone = spec.build()
         backbone.reset_classifier(0)
         self.name = spec.name
-        self.preprocess = Preprocess.for_model(backbone)
+        self.preprocess = Preprocess.for_model(backbone, spec.input_size)
         self.backbone = backbone.requires_grad_(False).eval()
         self.embedding_dim: int = backbone.num_features
 

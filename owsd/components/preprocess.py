@@ -25,9 +25,10 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> Preprocess:
+    def for_model(cls, model: nn.Module, input_size: int | None = None) -> Preprocess:
+        """The model's pretrained preprocessing; `input_size` replaces its side (the crop fraction stays)."""
         config = resolve_data_config({}, model=model)
-        return cls(config["input_size"][-1], config["crop_pct"], config["mean"], config["std"])
+        return cls(input_size or config["input_size"][-1], config["crop_pct"], config["mean"], config["std"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:

