@@ -79,7 +79,15 @@ run mnist_labels5 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels5.yaml"
 run mnist_images_per_label "$C/mnist_imagenet_cloud.yaml" "$C/mnist_images_per_label.yaml"
 
 
+# What the in-domain cloud answers to scrambled digits (entropy, its most frequent answer's share), under 3 public
+# assessment keys (allowed: the cloud is in-process), on 100 digits per label of the private pool.
+rm -rf "${O:?}/analyze_mnist_cnn_2000"
+timed "analyze mnist_cnn_2000" owsd analyze --config "$S" --analysis.keys.seed 0 --data.split.images_per_label 100 \
+  --out "$O/analyze_mnist_cnn_2000"
+
 timed report owsd report "$O"/mnist_same_labels "$O"/mnist_sklearn_cloud "$O"/mnist_same_labels2 "$O"/mnist_same_labels5 \
   "$O"/mnist_imagenet_cloud "$O"/mnist_cifar10_cloud "$O"/mnist_labels2 "$O"/mnist_labels5 \
   "$O"/mnist_cifar10_ensembles "$O"/mnist_images_per_label "${regime[@]}" --out results/offline --replace
+mkdir -p results/offline/analysis-mnist-cnn-2000
+cp "$O"/analyze_mnist_cnn_2000/{analysis.json,pca.png,pairs.png} results/offline/analysis-mnist-cnn-2000/
 echo "offline_experiments: all took $((SECONDS - started)) s" >&2

@@ -47,6 +47,14 @@ def mean_entropy(probabilities: torch.Tensor) -> float:
     return -(p * p.clamp_min(_EPS).log()).sum(dim=1).mean().item()
 
 
+def majority_answer_share(probabilities: torch.Tensor) -> float:
+    """Share of images whose top-1 is the cloud's most frequent top-1: near 1/C when its answers follow the images
+    (balanced labels), 1 when it gives every image the same label, which then tells the IIN nothing."""
+    if probabilities.ndim != 2 or len(probabilities) == 0:
+        raise ValueError(f"expected N×C probabilities with N ≥ 1, got {list(probabilities.shape)}")
+    return torch.bincount(probabilities.argmax(1)).max().item() / len(probabilities)
+
+
 def relu_zero_fraction(generator: nn.Module, embeddings: torch.Tensor, batch_size: int = 32) -> float:
     """Share of all outputs of the generator's nn.ReLU layers that are exactly 0 on `embeddings`.
 
@@ -75,7 +83,8 @@ def relu_zero_fraction(generator: nn.Module, embeddings: torch.Tensor, batch_siz
 
 
 def cloud_output_summary(plain: torch.Tensor, scrambled: torch.Tensor) -> dict[str, float]:
-    """The paper's Table 5 statistics and both mean entropies (k capped at the number of labels)."""
+    """The paper's Table 5 statistics, both mean entropies (k capped at the number of labels) and both shares of
+    the cloud's most frequent answer."""
     k1, k5 = min(1, plain.shape[1]), min(5, plain.shape[1])
     return {
         "top1_intersection": top_k_intersection(plain, scrambled, k1),
@@ -84,4 +93,6 @@ def cloud_output_summary(plain: torch.Tensor, scrambled: torch.Tensor) -> dict[s
         "top5_confidence_drop": confidence_drop(plain, scrambled, k5),
         "entropy_plain": mean_entropy(plain),
         "entropy_scrambled": mean_entropy(scrambled),
+        "majority_answer_share_plain": majority_answer_share(plain),
+        "majority_answer_share_scrambled": majority_answer_share(scrambled),
     }

@@ -7,6 +7,7 @@ from torch import nn
 from owsd.analysis.cloud_output import (
     cloud_output_summary,
     confidence_drop,
+    majority_answer_share,
     mean_entropy,
     relu_zero_fraction,
     top_k_intersection,
@@ -74,12 +75,24 @@ def test_summary_caps_k_at_the_width():
         "top5_confidence_drop",
         "entropy_plain",
         "entropy_scrambled",
+        "majority_answer_share_plain",
+        "majority_answer_share_scrambled",
     }
     assert all(isinstance(v, float) for v in summary.values())
     assert summary["top1_intersection"] == 0.0 and summary["top5_intersection"] == 1.0  # k=3 covers every label
     assert summary["top5_confidence_drop"] == pytest.approx(0.0)
     assert summary["top1_confidence_drop"] == pytest.approx(((1 - 0.1 / 0.6) + (1 - 0.2 / 0.7)) / 2)
     assert summary["entropy_plain"] == pytest.approx(summary["entropy_scrambled"])
+
+
+def test_the_majority_answer_share_is_one_for_a_cloud_that_answers_one_label_to_everything():
+    varied = torch.eye(4).repeat(3, 1)  # 12 images, each label 3 times
+    constant = torch.tensor([[0.05, 0.05, 0.85, 0.05]]).repeat(12, 1)
+    assert majority_answer_share(varied) == 0.25 and majority_answer_share(constant) == 1.0
+    summary = cloud_output_summary(varied, constant)
+    assert summary["majority_answer_share_plain"] == 0.25 and summary["majority_answer_share_scrambled"] == 1.0
+    with pytest.raises(ValueError):
+        majority_answer_share(torch.empty(0, 4))
 
 
 def test_relu_zero_fraction_of_a_real_generator_is_strictly_between_0_and_1():

@@ -12,6 +12,7 @@ from tests.conftest import MNIST_TINY_CONFIG, run_owsd
 
 FIGURES = {"top1_intersection", "top5_intersection", "top1_confidence_drop", "top5_confidence_drop"}
 FIGURES |= {"entropy_plain", "entropy_scrambled", "relu_zero_fraction", "pixel_std", "images"}
+FIGURES |= {"majority_answer_share_plain", "majority_answer_share_scrambled"}
 
 
 def test_analyze_writes_figures_pngs_and_logs_them(workdir, capsys):
