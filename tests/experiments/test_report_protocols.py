@@ -43,6 +43,8 @@ def test_the_regime_gain_is_paired_per_seed_against_the_best_local_method(tmp_pa
     records = [record(0, 0.90, 0.80, 0.86), record(1, 0.84, 0.82, 0.86)]
     gain, against = paired_gain(records)
     assert against == "linear_probe"  # mean 0.86 beats the IIN on the embedding's 0.81
+    same_learner, embedding = paired_gain(records, ("embedding",))  # the cloud's own part: +10 and +2
+    assert embedding == "embedding" and (same_learner.mean, same_learner.n) == (pytest.approx(6.0), 2)
     assert (gain.mean, gain.std, gain.n) == (pytest.approx(1.0), pytest.approx(18**0.5), 2)  # gains +4 and −2
     searched = [
         run(f"regime-{size}", False, [record(s, 0.5 + size / 100, 0.5, 0.5, size) for s in range(2)],
@@ -50,6 +52,9 @@ def test_the_regime_gain_is_paired_per_seed_against_the_best_local_method(tmp_pa
         for size in (1, 5)
     ]  # fmt: skip
     report = build_report(searched, tmp_path)
-    assert "| Lite0 | CNN on 100 digits | 5 | +5.0 (0.0) |" in report
-    assert "1 of 2 settings reach +3 points; the largest gain is +5.0 (Lite0, CNN on 100 digits, 5 per label)" in report
+    assert "| Lite0 | CNN on 100 digits | 5 | +5.0 (0.0) | IIN embedding (ablation) | +5.0 (0.0) |" in report
+    assert (
+        "1 of 2 settings reach +3 points; the largest gain is +5.0 (Lite0, CNN on 100 digits, 5 per label). Over the same IIN without the cloud's answers, 1 of 2 reach it."
+        in report
+    )
     assert (tmp_path / "regime-cnn-on-100-digits.png").stat().st_size > 0
