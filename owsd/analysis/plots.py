@@ -162,27 +162,33 @@ def save_learnability_plot(
 
 
 def save_gain_plot(
-    sizes: list[int], series: dict[str, list[tuple[float, float] | None]], threshold: float, title: str, path: Path
+    sizes: list[int],
+    panels: dict[str, dict[str, list[tuple[float, float] | None]]],
+    threshold: float,
+    title: str,
+    path: Path,
 ) -> None:
-    """What the cloud adds (points of top-1 over the best that sends nothing) against training images per label,
-    one line per encoder with its std band, and the line a gain must clear."""
-    figure = Figure(figsize=(6, 4))
-    axes = figure.subplots()
-    for name, values in series.items():
-        shown = [(size, value) for size, value in zip(sizes, values) if value is not None]
-        if not shown:
-            continue
-        x = np.array([size for size, _ in shown])
-        mean, std = (np.array(column) for column in zip(*(value for _, value in shown)))
-        axes.plot(x, mean, marker="o", label=name)
-        axes.fill_between(x, mean - std, mean + std, alpha=0.2)
-    axes.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"+{threshold:g} points")
-    axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xticks(sizes, [str(size) for size in sizes])
-    axes.set_xlabel("training images per label")
-    axes.set_ylabel("cloud adds (top-1 points)")
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
-    axes.set_title(title)
+    """What the cloud adds (points of top-1, mean and std band) against training images per label: one panel per
+    comparison (e.g. over the best that sends nothing, over the same IIN without the cloud), one line per encoder,
+    and the line a gain must clear."""
+    figure = Figure(figsize=(6 * len(panels), 4))
+    for axes, (panel, series) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels.items()):
+        for name, values in series.items():
+            shown = [(size, value) for size, value in zip(sizes, values) if value is not None]
+            if not shown:
+                continue
+            x = np.array([size for size, _ in shown])
+            mean, std = (np.array(column) for column in zip(*(value for _, value in shown)))
+            axes.plot(x, mean, marker="o", label=name)
+            axes.fill_between(x, mean - std, mean + std, alpha=0.2)
+        axes.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"+{threshold:g} points")
+        axes.axhline(0, color="black", linewidth=0.8)
+        axes.set_xscale("log")
+        axes.set_xticks(sizes, [str(size) for size in sizes])
+        axes.set_xlabel("training images per label")
+        axes.set_ylabel("cloud adds (top-1 points)")
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="best", fontsize="small")
+        axes.set_title(panel, fontsize="medium")
+    figure.suptitle(title)
     _save_figure(figure, path)

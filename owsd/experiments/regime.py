@@ -18,6 +18,7 @@ from owsd.training import METHODS
 GAIN_THRESHOLD = 3.0  # points of top-1
 OWSD, LOCAL = "embedding+cloud", ("embedding", "linear_probe", "encoder_head")
 SAME_LEARNER = "embedding"  # OWSD's IIN without the cloud's answers
+BEST_LOCAL_PANEL, SAME_LEARNER_PANEL = "over the best that sends nothing", "over the same IIN without the cloud"
 
 
 def paired_gain(records: list[dict[str, Any]], candidates: tuple[str, ...] = LOCAL) -> tuple[Stat, str] | None:
@@ -56,7 +57,7 @@ def regime_section(runs: list[RunFolder], out: Path) -> list[str]:
     ]
     best: tuple[float, str] | None = None
     reached, reached_by_iin, total = 0, 0, 0
-    clouds: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
+    plotted: dict[str, dict[str, dict[str, dict[int, tuple[float, float]]]]] = {}  # cloud → panel → encoder → size
     for run in searched:
         encoder, cloud = run.run["regime"]["encoder"], run.run["regime"]["cloud"]
         same_learner = gains(run, (SAME_LEARNER,))
@@ -66,16 +67,22 @@ def regime_section(runs: list[RunFolder], out: Path) -> list[str]:
             lines.append(
                 f"| {encoder} | {cloud} | {size} | {gain.mean:+.1f} ({gain.std:.1f}) | {METHODS[against]} | {shown} |"
             )
-            clouds.setdefault(cloud, {}).setdefault(encoder, {})[size] = (gain.mean, gain.std)
+            for panel, stat in ((BEST_LOCAL_PANEL, gain), (SAME_LEARNER_PANEL, iin and iin[0])):
+                if stat is not None:
+                    by_panel = plotted.setdefault(cloud, {}).setdefault(panel, {})
+                    by_panel.setdefault(encoder, {})[size] = (stat.mean, stat.std)
             total += 1
             reached += gain.mean >= GAIN_THRESHOLD
             reached_by_iin += iin is not None and iin[0].mean >= GAIN_THRESHOLD
             if best is None or gain.mean > best[0]:
                 best = (gain.mean, f"{encoder}, {cloud}, {size} per label")
     lines.append("")
-    for cloud, encoders in clouds.items():
-        sizes = sorted({size for by_size in encoders.values() for size in by_size})
-        series = {encoder: [by_size.get(size) for size in sizes] for encoder, by_size in encoders.items()}
+    for cloud, by_panel in plotted.items():
+        sizes = sorted({size for encoders in by_panel.values() for by_size in encoders.values() for size in by_size})
+        series = {
+            panel: {encoder: [by_size.get(size) for size in sizes] for encoder, by_size in encoders.items()}
+            for panel, encoders in by_panel.items()
+        }
         name = f"regime-{slug(cloud)}.png"
         save_gain_plot(sizes, series, GAIN_THRESHOLD, f"what the cloud adds: {cloud}", out / name)
         lines.append(f"![what the cloud adds, {cloud}]({name})")

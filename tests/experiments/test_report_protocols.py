@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from owsd.experiments.records import RunFolder
 from owsd.experiments.regime import paired_gain
@@ -57,4 +58,5 @@ def test_the_regime_gain_is_paired_per_seed_against_the_best_local_method(tmp_pa
         "1 of 2 settings reach +3 points; the largest gain is +5.0 (Lite0, CNN on 100 digits, 5 per label). Over the same IIN without the cloud's answers, 1 of 2 reach it."
         in report
     )
-    assert (tmp_path / "regime-cnn-on-100-digits.png").stat().st_size > 0
+    figure = Image.open(tmp_path / "regime-cnn-on-100-digits.png")
+    assert figure.width > 2 * figure.height  # two panels: over the best local method, over the same IIN
