@@ -31,6 +31,7 @@ def main(argv: list[str]) -> None:
     config, objects, config_yaml = parse(parser, argv)
     settings: AttackSettings = objects.attack
     settings.keys.check(objects.data.pipeline, "attack")
+    objects.data.split  # noqa: B018  a split the config cannot take (images the cloud saw) fails before any write
     with OutputFolder(config.out, config_yaml) as folder, scratch_trainer_settings(objects) as trainer:
 
         def attack(data: OWSDDataModule, _: int) -> dict:

@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     settings: ExperimentSettings = objects.experiment
     if settings.paper_row is not None and not any(k.startswith(settings.paper_row) for k in PAPER):
         raise ConfigError(f"experiment.paper_row={settings.paper_row!r} is none of the paper's rows {sorted(PAPER)}")
+    objects.data.split  # noqa: B018  a split the config cannot take (images the cloud saw) fails before any write
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     output = OutputFolder(

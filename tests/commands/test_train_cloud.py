@@ -112,3 +112,13 @@ def test_a_source_without_labelled_images_is_one_error_and_writes_nothing(tmp_pa
     result = train_cloud(tmp_path / "out", *folder)
     assert result.returncode == 2 and "holds no images" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "analyze", "attack"])
+def test_a_split_taking_images_the_cloud_saw_is_one_error_before_anything_is_written(trained, workdir, command):
+    in_domain = REPO / "lightning_configs" / "offline" / "mnist_same_labels.yaml"
+    result = run_owsd([command, "--config", str(in_domain), "--data.cloud.init_args.checkpoint",
+                       str(trained / "cloud.ckpt"), "--data.split.reserved_for_cloud", "null", "--out", "out"])  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data.split takes 60 images that data.cloud was trained on" in result.stderr
+    assert "reserved_for_cloud" in result.stderr and not list(workdir.iterdir())  # no key, cache or output folder
