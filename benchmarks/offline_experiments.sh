@@ -2,8 +2,8 @@
 # The paper's experiments, offline: the in-domain clouds (`owsd train-cloud`, into runs/offline/clouds/), every
 # `owsd run` of lightning_configs/offline/ into runs/offline/, the regime search, `owsd analyze` of the in-domain
 # cloud, then `owsd report` into results/offline/ (Markdown, PNGs and the analysis' JSON, committed). Prints each
-# step's seconds; `rm -rf .owsd/cache` first to time it from an empty cache. The clouds are trained anew each time,
-# so every cache that uses them is filled anew too.
+# step's seconds; `rm -rf .owsd/cache` first to time it from an empty cache. The clouds are trained anew each time;
+# a cloud trained again to the same weights is the same file, so the caches that use it are found again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=lightning_configs/offline

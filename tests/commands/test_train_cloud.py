@@ -122,3 +122,11 @@ def test_a_split_taking_images_the_cloud_saw_is_one_error_before_anything_is_wri
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "data.split takes 60 images that data.cloud was trained on" in result.stderr
     assert "reserved_for_cloud" in result.stderr and not list(workdir.iterdir())  # no key, cache or output folder
+
+
+def test_the_same_training_again_is_the_same_cloud_and_finds_the_same_cache(trained, tmp_path):
+    again = tmp_path / "again"
+    assert train_cloud(again).returncode == 0
+    first, second = (HubCloud(checkpoint=str(folder / "cloud.ckpt")) for folder in (trained, again))
+    assert (trained / "cloud.ckpt").read_bytes() == (again / "cloud.ckpt").read_bytes()
+    assert first.cloud_id == second.cloud_id
