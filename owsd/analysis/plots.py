@@ -169,12 +169,13 @@ def save_gain_plot(
     path: Path,
 ) -> None:
     """What the cloud adds (points of top-1, mean and std band) against training images per label: one panel per
-    comparison (e.g. over the best that sends nothing, over the same IIN without the cloud) on one y scale, one
-    line per encoder in the same colour in every panel, and the line a gain must clear."""
+    comparison (e.g. over the best that sends nothing, over the same IIN without the cloud), each on its own y
+    scale (one failed learner would flatten the rest), one line per encoder in the same colour in every panel, and
+    the line a gain must clear."""
     encoders = list(dict.fromkeys(encoder for series in panels.values() for encoder in series))
     colours = {encoder: f"C{index % 10}" for index, encoder in enumerate(encoders)}
     figure = Figure(figsize=(6 * len(panels), 4))
-    for axes, (panel, series) in zip(figure.subplots(1, len(panels), sharey=True, squeeze=False)[0], panels.items()):
+    for axes, (panel, series) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items()):
         for encoder, values in series.items():
             means = [None if value is None else value[0] for value in values]
             stds = [None if value is None else value[1] for value in values]
