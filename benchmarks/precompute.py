@@ -28,7 +28,7 @@ from owsd.data.digits import MnistSource
 from owsd.data.selection import LabelSubset, SplitSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.pipeline import Pipeline
-from owsd.precompute import SourceBatches, fill_cache
+from owsd.precompute import KnownEmbeddings, SourceBatches, fill_cache
 
 TARGET_RATIO = 0.9
 
@@ -68,9 +68,9 @@ def stage_seconds_per_image(pipeline: Pipeline, positions: list[int]) -> dict[st
     generator = scrambler.generator(0)
     cloud = pipeline.cloud.open()
     size = pipeline.precompute_batch_size
-    batches = SourceBatches(
-        pipeline.source, [positions[i : i + size] for i in range(0, len(positions), size)], pipeline.image_size
-    )
+    known = KnownEmbeddings([], [])  # as for the pipeline's run into a fresh cache: no embedding known
+    chunks = [positions[i : i + size] for i in range(0, len(positions), size)]
+    batches = SourceBatches(pipeline.source, chunks, pipeline.image_size, known)
     totals: dict[str, float] = {}
     with torch.inference_mode():
         for warm_up, index in [(True, 0)] + [(False, i) for i in range(len(batches))]:

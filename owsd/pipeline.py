@@ -52,6 +52,7 @@ CONTRACT_PARTS = {
     "defences": "defences (data.scrambler.defences)",
     "precision": "precision (trainer.precision)",
 }
+EMBEDDINGS_FOLDER = "embeddings"  # in `cache_dir`, beside the folders of whole rows
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -84,7 +85,7 @@ class Pipeline:
         scrambler: the key file, the generator's size and the defences (`ScramblerSettings`).
         plaintext_baseline: also ask the (in-process only) cloud about the plaintext images, for the upper bound.
         image_size: size the private images are loaded at before each model's own resize.
-        cache_dir: where precomputed pairs are kept, one folder per fingerprint.
+        cache_dir: where precomputed pairs are kept, one folder per fingerprint (and each encoder's embeddings).
         precompute_batch_size: images per precompute batch (and per cache shard).
         num_workers: image-decoding worker processes for precompute.
         precision: `trainer.precision` (linked by the commands): the encoders' and the cloud's arithmetic.
@@ -225,6 +226,17 @@ class Pipeline:
         """The cache of this pipeline's rows, shared by every split and repetition of the process."""
         description = {"source": self.source.identity, **self.contract, "plaintext_baseline": self.plaintext_baseline}
         return PairCache.shared(self.cache_dir, description)
+
+    @cached_property
+    def embedding_caches(self) -> list[PairCache]:
+        """Per encoder, a cache of its embeddings alone, under `cache_dir/embeddings/`. An embedding depends on
+        the image, the encoder, the image size and the precision, not on the key, the generator or the cloud,
+        so a run with another cloud or key (the regime search's clouds, a new key) runs no encoder again."""
+        shared = {"source": self.source.identity, "image_size": self.image_size}
+        if self.precision != FULL_PRECISION:
+            shared["precision"] = self.precision
+        root = self.cache_dir / EMBEDDINGS_FOLDER
+        return [PairCache.shared(root, {**shared, "encoder": spec.identity}) for spec in self.encoders]
 
     def image_ids(self, positions: list[int]) -> list[str]:
         return [self.source.items[position][0] for position in positions]

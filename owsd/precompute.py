@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from owsd.components.cloud import CloudClient, LocalCloudClient
 from owsd.components.encoder import Encoder
 from owsd.components.scrambler import Scrambler
-from owsd.data.cache import PairCache
+from owsd.data.cache import PairCache, RowTable
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
 from owsd.pipeline import Pipeline, normalised_precision
@@ -54,13 +54,16 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
             f"runs at {trainer.precision} (the device cannot run the other); choose a precision it supports"
         )
     cloud = pipeline.open_cloud("precompute", pipeline.image_ids(todo))
-    cache.prepare()
+    known = KnownEmbeddings(pipeline.embedding_caches, pipeline.image_ids(todo))
+    for store in [cache, *pipeline.embedding_caches]:
+        store.prepare()
     module = PrecomputeModule(
-        pipeline.build_encoders(), pipeline.scramblers(), cloud, cache, pipeline.plaintext_baseline
-    )
+        pipeline.build_encoders(), pipeline.scramblers(), cloud, cache, pipeline.plaintext_baseline,
+        pipeline.embedding_caches,
+    )  # fmt: skip
     workers = pipeline.num_workers
     loader = DataLoader(
-        SourceBatches(pipeline.source, batches, pipeline.image_size),
+        SourceBatches(pipeline.source, batches, pipeline.image_size, known),
         batch_size=None,
         num_workers=workers,
         pin_memory=trainer.strategy.root_device.type == "cuda",
@@ -81,12 +84,15 @@ def embed_and_ask(
     images: torch.Tensor,
     image_ids: list[str],
     positions: list[int],
+    known: Sequence[torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The IIN's inputs for a batch: every encoder's embedding and, with a cloud, its answer for the embedding
-    scrambled under that encoder's subkey (each concatenated in encoder order)."""
+    scrambled under that encoder's subkey (each concatenated in encoder order). An embedding in `known` (by
+    encoder; None where there is none) is used instead of running its encoder."""
     embeddings, vectors = [], []
-    for encoder, scrambler in zip(encoders, scramblers):
-        embedding = encoder(images)
+    known = known or [None] * len(encoders)
+    for encoder, scrambler, cached in zip(encoders, scramblers, known):
+        embedding = encoder(images) if cached is None else cached
         embeddings.append(embedding)
         if cloud is not None:
             vectors.append(cloud(scrambler.scramble(embedding, image_ids, positions)))
@@ -96,31 +102,58 @@ def embed_and_ask(
     return rows
 
 
+class KnownEmbeddings:
+    """The embeddings each encoder's cache held of the images to precompute when precompute started
+    (memory-mapped, so holding them costs no memory), for the loader to hand out with the images."""
+
+    def __init__(self, caches: Sequence[PairCache], image_ids: list[str]) -> None:
+        self.tables: list[RowTable | None] = [
+            cache.table() if len(cache.missing(image_ids)) < len(image_ids) else None for cache in caches
+        ]
+        for cache, table in zip(caches, self.tables):
+            held = sum(image_id in table.row_of for image_id in image_ids) if table else 0
+            log.info("embeddings %s: %d of %d images cached", cache.directory, held, len(image_ids))
+
+    def lookup(self, image_ids: list[str]) -> list[torch.Tensor | None]:
+        """Per encoder, the batch's cached embeddings (on the host), or None unless every one of them is cached."""
+        found: list[torch.Tensor | None] = []
+        for table in self.tables:
+            if table is not None and all(image_id in table.row_of for image_id in image_ids):
+                found.append(table.fields["embedding"][[table.row_of[image_id] for image_id in image_ids]])
+            else:
+                found.append(None)
+        return found
+
+
 class SourceBatches(Dataset):
-    """Fixed batches of a source's images (positions into its items), loaded at `size`.
+    """Fixed batches of a source's images (positions into its items), loaded at `size`, with the embeddings
+    already `known` of them.
 
     Each item is a whole batch, so the batches are the same however many processes share them and
     whether a run starts afresh or resumes: a cached row never depends on how the work was split.
     """
 
-    def __init__(self, source: ImageSource, batches: list[list[int]], size: int) -> None:
-        self.source, self.batches, self.size = source, batches, size
+    def __init__(self, source: ImageSource, batches: list[list[int]], size: int, known: KnownEmbeddings) -> None:
+        self.source, self.batches, self.size, self.known = source, batches, size, known
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         positions = self.batches[index]
+        image_ids = [self.source.items[position][0] for position in positions]
         return {
             "image": torch.stack([self.source.load(position, self.size) for position in positions]),
-            "image_id": [self.source.items[position][0] for position in positions],
+            "image_id": image_ids,
             "position": list(positions),
             "label": torch.tensor([self.source.items[position][1] for position in positions]),
+            "known_embeddings": self.known.lookup(image_ids),
         }
 
 
 class PrecomputeModule(LightningModule):
-    """Scrambles each encoder's embedding, asks the cloud, and stores a shard per batch."""
+    """Scrambles each encoder's embedding (computed, or read from its embedding cache), asks the cloud, and
+    stores a shard per batch."""
 
     def __init__(
         self,
@@ -129,6 +162,7 @@ class PrecomputeModule(LightningModule):
         cloud: CloudClient,
         cache: PairCache,
         plaintext_baseline: bool,
+        embedding_caches: list[PairCache],
     ) -> None:
         super().__init__()
         if plaintext_baseline and not isinstance(cloud, LocalCloudClient):
@@ -138,6 +172,7 @@ class PrecomputeModule(LightningModule):
         self.cloud = cloud
         self.cache = cache
         self.plaintext_baseline = plaintext_baseline
+        self.embedding_caches = embedding_caches
         self._images = 0
         self._started = 0.0
         self._elapsed = 0.0
@@ -149,8 +184,8 @@ class PrecomputeModule(LightningModule):
             self.cloud.to(memory_format=torch.channels_last)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        images = batch["image"]
-        rows = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, batch["image_id"], batch["position"])
+        images, image_ids, known = batch["image"], batch["image_id"], batch["known_embeddings"]
+        rows = embed_and_ask(self.encoders, self.scramblers, self.cloud, images, image_ids, batch["position"], known)
         if self.plaintext_baseline:
             rows["plaintext_cloud"] = self.cloud.classify_plaintext(images)
         return rows
@@ -159,6 +194,10 @@ class PrecomputeModule(LightningModule):
         self._images, self._started, self._elapsed = 0, time.perf_counter(), 0.0
 
     def on_predict_batch_end(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], batch_idx: int) -> None:
+        embeddings = outputs["embedding"].split([encoder.embedding_dim for encoder in self.encoders], 1)
+        for cache, embedding, known in zip(self.embedding_caches, embeddings, batch["known_embeddings"]):
+            if known is None:  # computed: kept for a run with another key or cloud
+                cache.write_shard(batch["image_id"], batch["label"], {"embedding": embedding})
         self.cache.write_shard(batch["image_id"], batch["label"], outputs)
         self._images += len(batch["image_id"])
         self._elapsed = time.perf_counter() - self._started

@@ -38,6 +38,11 @@ def tiny_args(workdir: Path, *overrides: str, subcommand: str = "fit") -> list[s
     ]
 
 
+def row_caches(cache_dir: Path) -> list[Path]:
+    """The cache folders of whole rows in `cache_dir` (not the per-encoder embeddings beside them)."""
+    return sorted(folder for folder in Path(cache_dir).iterdir() if folder.name != "embeddings")
+
+
 def owsd_process(args: list[str], **kwargs) -> subprocess.Popen:
     """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

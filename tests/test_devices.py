@@ -65,21 +65,30 @@ def pipeline(tmp_path) -> Pipeline:
     )
 
 
-def meta_batch(pipeline: Pipeline, positions: list[int]) -> dict:
-    """A precompute batch as Lightning hands it to the module on the device: images there, ids on the host."""
+def meta_batch(pipeline: Pipeline, positions: list[int], known: list[torch.Tensor | None]) -> dict:
+    """A precompute batch as Lightning hands it to the module on the device: images and the embeddings known
+    from the cache there, ids on the host."""
     return {
         "image": torch.empty(len(positions), 3, 64, 64, dtype=torch.uint8, device=META),
         "image_id": pipeline.image_ids(positions),
         "position": positions,
+        "known_embeddings": known,
     }
 
 
-def test_precompute_runs_on_the_device_of_its_input(pipeline):
+@pytest.mark.parametrize("first_encoder_cached", [False, True])
+def test_precompute_runs_on_the_device_of_its_input(pipeline, first_encoder_cached):
     cloud = pipeline.cloud.open()  # the key ledger hashes the bytes sent on the host; tested on the CPU
-    module = PrecomputeModule(pipeline.build_encoders(), pipeline.scramblers(), cloud, None, True).to(META)
+    encoders = pipeline.build_encoders()
+    known: list[torch.Tensor | None] = [None, None]
+    if first_encoder_cached:  # its embedding comes from the cache, moved to the device with the batch
+        known[0] = torch.empty(4, 256, device=META)
+        encoders[0].forward = lambda images: (_ for _ in ()).throw(AssertionError("a cached encoder ran"))
+    module = PrecomputeModule(encoders, pipeline.scramblers(), cloud, None, True, pipeline.embedding_caches)
+    module = module.to(META)
     guard = NoHostTensors()
     with guard, torch.inference_mode():
-        rows = module.predict_step(meta_batch(pipeline, [0, 3, 9, 19]), 0)
+        rows = module.predict_step(meta_batch(pipeline, [0, 3, 9, 19], known), 0)
     assert guard.offences == []
     widths = {"embedding": 256 + 96, "cloud": 2 * 1000, "plaintext_cloud": 1000}
     assert {name: (t.device, tuple(t.shape)) for name, t in rows.items()} == {

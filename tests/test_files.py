@@ -9,7 +9,7 @@ import pytest
 
 from owsd.cli import main
 from owsd.files import atomic_write, owner_only_folder
-from tests.conftest import tiny_args
+from tests.conftest import row_caches, tiny_args
 
 
 @pytest.fixture
@@ -25,11 +25,13 @@ def mode(path: Path) -> int:
 
 def test_cache_and_ledger_are_the_owners_only(workdir, lax_umask):
     main(tiny_args(workdir, "--trainer.max_epochs", "1"))
-    (folder,) = (workdir / "cache").iterdir()
-    assert mode(workdir / "cache") == mode(folder) == 0o700
-    files = [path for path in folder.iterdir() if path.name != ".lock"]
-    assert {path.name.split("-")[0].split(".")[0] for path in files} == {"manifest", "pack"}
-    assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
+    (folder,) = row_caches(workdir / "cache")
+    (embeddings,) = (workdir / "cache" / "embeddings").iterdir()
+    assert mode(workdir / "cache") == mode(folder) == mode(embeddings.parent) == mode(embeddings) == 0o700
+    for cache, kinds in [(folder, {"manifest", "pack"}), (embeddings, {"manifest", "shard"})]:
+        files = [path for path in cache.iterdir() if path.name != ".lock"]
+        assert {path.name.split("-")[0].split(".")[0] for path in files} == kinds
+        assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
     ledger = workdir / "ledger.sqlite"
     beside = [path for path in workdir.iterdir() if path.name.startswith("ledger.sqlite")]
     assert ledger in beside and {mode(path) for path in beside} == {0o600}

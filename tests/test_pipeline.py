@@ -1,5 +1,6 @@
 """The pipeline: one per config, the cache it names (pinned for the demo and CI configs), precision and its refusals."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,30 @@ def test_precision_names_another_cache_and_contract(tmp_path):
     assert half.precision == "bf16-mixed" and "precision" not in full.contract
     assert half.contract == {**full.contract, "precision": "bf16-mixed"}
     assert half.cache.directory != full.cache.directory
+
+
+def test_an_encoders_embeddings_are_cached_apart_from_the_key_and_the_cloud(tmp_path):
+    tiny = ["--data.source.init_args.root", str(TINY_IMAGES)]
+    pipeline = configured_pipeline(TINY_CONFIG, tmp_path, *tiny)
+    (embeddings,) = pipeline.embedding_caches
+    assert embeddings.directory.parent == pipeline.cache_dir / "embeddings"
+    assert set(embeddings.description) == {"format", "source", "image_size", "encoder"}
+    other_cloud = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet"]
+    other = pipeline.replace(
+        scrambler=replace(pipeline.scrambler, key_file=tmp_path / "other.key", create_key=True),
+        cloud=configured_pipeline(TINY_CONFIG, tmp_path, *tiny, *other_cloud).cloud,
+    )
+    assert other.cache.directory != pipeline.cache.directory
+    assert [cache.directory for cache in other.embedding_caches] == [embeddings.directory]
+    ensemble = pipeline.replace(encoders=[*pipeline.encoders, ModelSpec("test_resnet", "random")])
+    assert ensemble.embedding_caches[0].directory == embeddings.directory
+    changed = [
+        pipeline.replace(image_size=32),
+        pipeline.replace(encoders=[ModelSpec("test_efficientnet", "random", input_size=48)]),
+        pipeline.replace(precision="bf16-mixed"),
+    ]
+    folders = {embeddings.directory, *(p.embedding_caches[0].directory for p in changed)}
+    assert len(folders) == 4, "image size, input size and precision each change an embedding"
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,16 @@ from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
 from tests import helpers
-from tests.conftest import MNIST_TINY_CONFIG, TINY_IMAGES, owsd_process, run_owsd, tiny_args
+from tests.conftest import MNIST_TINY_CONFIG, TINY_IMAGES, owsd_process, row_caches, run_owsd, tiny_args
 
 
-def cached(workdir) -> dict[str, dict[str, torch.Tensor]]:
-    """Every cached row by image id, as a fresh reader of the cache folder sees it."""
-    (directory,) = (workdir / "cache").iterdir()
+def cached(workdir, cloud: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Every cached row by image id (of the one cache, or the one of `cloud`), as a fresh reader sees it."""
+    (directory,) = [
+        folder
+        for folder in row_caches(workdir / "cache")
+        if cloud in (None, PairCache.existing(folder).description["cloud"])
+    ]
     table = PairCache.existing(directory).table()
     return {
         image_id: {"labels": table.labels[row], **{name: field[row] for name, field in table.fields.items()}}
@@ -151,5 +155,28 @@ def test_a_grown_selection_sends_only_its_new_images(workdir, capsys):
     assert "20 of 220 images to precompute" in capsys.readouterr().err
     (key,) = KeyLedger(workdir / ".owsd" / "ledger.sqlite", "test").keys()
     assert (key.exposed, key.resends) == (220, 0)
-    (directory,) = (workdir / ".owsd" / "cache").iterdir()
+    (directory,) = row_caches(workdir / ".owsd" / "cache")
     assert len(PairCache.existing(directory).table().image_ids) == 220
+
+
+def test_another_cloud_reuses_the_embeddings_runs_no_encoder_and_stores_the_same_rows(workdir, monkeypatch):
+    """Embeddings are cached per encoder, apart from the key and the cloud (as the regime search swaps clouds)."""
+    main(tiny_args(workdir / "reused", "--trainer.max_epochs", "1"))
+    (embeddings,) = (workdir / "reused" / "cache" / "embeddings").iterdir()
+    first = PairCache.existing(embeddings).table()
+    assert len(first.image_ids) == 20 and set(first.fields) == {"embedding"}
+    same_key = ["--data.scrambler.key_file", str(workdir / "reused" / "keys" / "test.key")]
+    other_cloud = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet"]
+    other_cloud += ["--data.cloud.init_args.weights", "random", "--trainer.max_epochs", "1"]
+    main(tiny_args(workdir / "fresh", *same_key, *other_cloud))  # its own cache folder: runs the encoder
+
+    monkeypatch.setattr(Encoder, "forward", lambda *a: (_ for _ in ()).throw(AssertionError("encoder run")))
+    main(tiny_args(workdir / "reused", *same_key, *other_cloud))
+    fresh = cached(workdir / "fresh")
+    (folder,) = row_caches(workdir / "fresh" / "cache")
+    reused = cached(workdir / "reused", PairCache.existing(folder).description["cloud"])
+    assert_same_cache(reused, fresh)
+    for row, image_id in enumerate(first.image_ids):
+        assert torch.equal(reused[image_id]["embedding"], first.fields["embedding"][row])
+    (key,) = ledger_keys(workdir / "reused")
+    assert (key.exposed, key.resends) == (20, 20), "the other cloud was sent every image, and the ledger knows"

@@ -1,7 +1,9 @@
 """The precompute cache: per image, the encoders' embeddings and the cloud's vectors, stored once.
 
 One directory per fingerprint of everything that changes the numbers (data, encoders and weights,
-key fingerprint, cloud, image sizes, precision). Precompute writes a shard per batch; a shard appears only
+key fingerprint, cloud, image sizes, precision). Each encoder's embeddings are also kept in a cache of their
+own (`Pipeline.embedding_caches`, fingerprinted without the key and the cloud), so that a run with another
+cloud or key runs no encoder. Precompute writes a shard per batch; a shard appears only
 complete (temp file + fsync + rename), so a run killed mid-way leaves whole shards that the next run keeps.
 
 Reading packs the shards into one table (`pack-N.bin`, float32 rows, named by `pack-N.json`) that is

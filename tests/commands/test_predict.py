@@ -14,7 +14,7 @@ from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
 from owsd.errors import CloudUnavailableError
 from owsd.iin_module import IINModule
-from tests.conftest import TINY_IMAGES, run_owsd, tiny_args
+from tests.conftest import TINY_IMAGES, row_caches, run_owsd, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_predict_answers_as_the_iin_does_on_the_cached_test_pairs(fitted, capsys
     assert len(rows) == 20 and all(row["true_label"] == Path(row["image"]).parent.name for row in rows)
     assert "20 images in" in capsys.readouterr().out
     model = IINModule.load_from_checkpoint(checkpoint).eval()
-    table = PairCache.existing(next((workdir / "cache").iterdir())).table()
+    table = PairCache.existing(row_caches(workdir / "cache")[0]).table()
     ids = table.image_ids
     with torch.no_grad():
         cached = torch.softmax(model({"embedding": table.fields["embedding"], "cloud": table.fields["cloud"]}), 1)

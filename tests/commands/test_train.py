@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from owsd.cli import main
-from tests.conftest import run_owsd, tiny_args
+from tests.conftest import row_caches, run_owsd, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -78,5 +78,5 @@ def test_a_bf16_fit_runs_end_to_end_under_its_own_cache(workdir, capsys):
     """The CI config's real Keras cloud in bfloat16: its answers are still probabilities (float32 softmax)."""
     main(tiny_args(workdir, "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1"))
     assert "IIN embedding+cloud (OWSD)" in capsys.readouterr().out
-    (folder,) = (workdir / "cache").iterdir()
+    (folder,) = row_caches(workdir / "cache")
     assert '"precision": "bf16-mixed"' in (folder / "manifest.json").read_text()
