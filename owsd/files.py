@@ -25,6 +25,19 @@ def atomic_write(path: Path, write: Any, mode: int | None = None) -> None:
         temp.unlink(missing_ok=True)
 
 
+def atomic_torch_save(path: Path, state: Any, mode: int | None = None) -> None:
+    """`torch.save` through `atomic_write`, serialised in memory first: saved to a path, torch names its archive
+    after the (per-process, temporary) file, so the same state would give other bytes in every process, and a
+    checkpoint named by its hash another name each time."""
+    import io
+
+    import torch  # here, not at the top: `owsd key` imports this module and must not import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()), mode)
+
+
 def append_json_lines(path: Path, rows: list[Any]) -> None:
     """Append one JSON line per row, on disk (fsync) before the caller goes on to the next piece of work."""
     with open(path, "a") as lines:

@@ -6,9 +6,10 @@ import stat
 from pathlib import Path
 
 import pytest
+import torch
 
 from owsd.cli import main
-from owsd.files import atomic_write, owner_only_folder
+from owsd.files import OWNER_ONLY_FILE, atomic_torch_save, atomic_write, owner_only_folder
 from tests.conftest import row_caches, tiny_args
 
 
@@ -44,3 +45,13 @@ def test_an_existing_lax_folder_and_file_are_tightened(tmp_path, lax_umask):
     atomic_write(folder / "rows", lambda path: path.write_text("x"), 0o600)
     atomic_write(folder / "report.md", lambda path: path.write_text("x"))  # results keep the umask's mode
     assert mode(folder / "rows") == 0o600 and mode(folder / "report.md") == 0o644
+
+
+def test_the_same_state_saved_twice_is_the_same_bytes_and_the_owners_only(tmp_path, lax_umask):
+    state = {"weights": torch.arange(6.0).view(2, 3), "classes": ["a", "b"]}
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    for path in (first, second):
+        atomic_torch_save(path, state, OWNER_ONLY_FILE)
+    assert first.read_bytes() == second.read_bytes()  # torch.save to a path would name each archive after its file
+    assert stat.S_IMODE(first.stat().st_mode) == OWNER_ONLY_FILE
+    assert torch.equal(torch.load(second, weights_only=True, mmap=True)["weights"], state["weights"])

@@ -8,7 +8,6 @@ trained on and private labels that are not its classes.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch import nn
 from owsd.components.small_cnn import SmallCNN
 from owsd.components.timm_models import ModelSpec
 from owsd.errors import ConfigError
-from owsd.files import OWNER_ONLY_FILE, atomic_write
+from owsd.files import OWNER_ONLY_FILE, atomic_torch_save
 
 FORMAT = "owsd-cloud-1"  # the checkpoint's `format` entry
 SMALL_CNN = "small_cnn"
@@ -40,12 +39,10 @@ def build_classifier(architecture: str, num_classes: int, width: int = 32, weigh
 
 def save_cloud_checkpoint(path: Path, classifier: nn.Module, description: dict[str, Any]) -> None:
     """The classifier's weights and its `description` (architecture, width, input_size, mean, std, classes,
-    trained_on_images), written in one step, readable by its owner only. Serialised to memory first: `torch.save`
-    to a path names its archive after the (temporary, random) file, so the same weights would hash differently
-    and name another cloud, and another cache, each time."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **description, "state_dict": classifier.state_dict()}, buffer)
-    atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()), OWNER_ONLY_FILE)
+    trained_on_images), written in one step, readable by its owner only; the same training gives the same bytes,
+    so a retrained cloud keeps its id (a hash of the file) and its caches."""
+    state = {"format": FORMAT, **description, "state_dict": classifier.state_dict()}
+    atomic_torch_save(path, state, OWNER_ONLY_FILE)
 
 
 def read_cloud_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from owsd.errors import DataError
-from owsd.files import OWNER_ONLY_FILE, atomic_write, owner_only_folder
+from owsd.files import OWNER_ONLY_FILE, atomic_torch_save, atomic_write, owner_only_folder
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class PairCache:
         path = self.directory / f"shard-{name}.pt"
         rows = {k: v.detach().float().cpu() for k, v in fields.items()}
         shard = {"image_ids": list(image_ids), "labels": labels.cpu(), **rows}
-        atomic_write(path, lambda p: torch.save(shard, p), OWNER_ONLY_FILE)
+        atomic_torch_save(path, shard, OWNER_ONLY_FILE)
         self.refresh()
         return path
 
