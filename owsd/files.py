@@ -3,6 +3,7 @@ private images (cache rows, the key ledger) that only their owner can read, what
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,6 @@ def atomic_torch_save(path: Path, state: Any, mode: int | None = None) -> None:
     """`torch.save` through `atomic_write`, serialised in memory first: saved to a path, torch names its archive
     after the (per-process, temporary) file, so the same state would give other bytes in every process, and a
     checkpoint named by its hash another name each time."""
-    import io
-
     import torch  # here, not at the top: `owsd key` imports this module and must not import torch
 
     buffer = io.BytesIO()

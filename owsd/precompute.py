@@ -54,9 +54,9 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
             f"runs at {trainer.precision} (the device cannot run the other); choose a precision it supports"
         )
     cloud = pipeline.open_cloud("precompute", pipeline.image_ids(todo))
-    known = KnownEmbeddings(pipeline.embedding_caches, pipeline.image_ids(todo))
     for store in [cache, *pipeline.embedding_caches]:
         store.prepare()
+    known = KnownEmbeddings(pipeline.embedding_caches, pipeline.image_ids(todo))
     module = PrecomputeModule(
         pipeline.build_encoders(), pipeline.scramblers(), cloud, cache, pipeline.plaintext_baseline,
         pipeline.embedding_caches,
@@ -103,22 +103,20 @@ def embed_and_ask(
 
 
 class KnownEmbeddings:
-    """The embeddings each encoder's cache held of the images to precompute when precompute started
-    (memory-mapped, so holding them costs no memory), for the loader to hand out with the images."""
+    """The embeddings each encoder's (prepared) cache held when precompute started (memory-mapped, so holding
+    them costs no memory), for the loader to hand out with the images."""
 
     def __init__(self, caches: Sequence[PairCache], image_ids: list[str]) -> None:
-        self.tables: list[RowTable | None] = [
-            cache.table() if len(cache.missing(image_ids)) < len(image_ids) else None for cache in caches
-        ]
+        self.tables: list[RowTable] = [cache.table() for cache in caches]  # read once: no shard is loaded twice
         for cache, table in zip(caches, self.tables):
-            held = sum(image_id in table.row_of for image_id in image_ids) if table else 0
+            held = sum(image_id in table.row_of for image_id in image_ids)
             log.info("embeddings %s: %d of %d images cached", cache.directory, held, len(image_ids))
 
     def lookup(self, image_ids: list[str]) -> list[torch.Tensor | None]:
         """Per encoder, the batch's cached embeddings (on the host), or None unless every one of them is cached."""
         found: list[torch.Tensor | None] = []
         for table in self.tables:
-            if table is not None and all(image_id in table.row_of for image_id in image_ids):
+            if all(image_id in table.row_of for image_id in image_ids):
                 found.append(table.fields["embedding"][[table.row_of[image_id] for image_id in image_ids]])
             else:
                 found.append(None)
