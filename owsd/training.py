@@ -23,8 +23,10 @@ from owsd.threads import SMALL_MODEL_THREADS, torch_threads
 log = logging.getLogger(__name__)
 
 LINEAR_PROBE, ENCODER_HEAD = "linear_probe", "encoder_head"
+OWSD = "embedding+cloud"
+LOCAL_METHODS = ("embedding", LINEAR_PROBE, ENCODER_HEAD)  # what a user gets without sending anything
 METHODS = {  # row labels of every results table
-    "embedding+cloud": "IIN embedding+cloud (OWSD)",
+    OWSD: "IIN embedding+cloud (OWSD)",
     "embedding": "IIN embedding (ablation)",
     "cloud": "IIN cloud (ablation)",
     "embedding+plaintext_cloud": "IIN embedding+plaintext_cloud (upper bound)",

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from owsd.errors import DataError
 from owsd.files import append_json_lines, read_json_lines
@@ -40,6 +42,7 @@ class RunFolder:
     folder: Path
     run: dict[str, Any]
     records: list[dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)  # the whole config the run was given, as it saved it
 
     @property
     def protocol(self) -> str:
@@ -69,6 +72,11 @@ def _cell(setting: Setting, records: list[dict[str, Any]]) -> Cell:
     return Cell(setting, stats, [record["seed"] for record in records], failed)
 
 
+def repetition_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    """Which repetition a record is of: all but its results."""
+    return record["seed"], record["recipe"], record["encoders"], record["train_per_label"]
+
+
 def write_run(folder: Path, run: dict[str, Any], config_yaml: str) -> None:
     """The run's metadata beside the records `append_record` wrote."""
     (folder / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))  # paths as text
@@ -87,17 +95,22 @@ def read_records(folder: Path) -> list[dict[str, Any]]:
 
 def read_run(folder: Path) -> RunFolder:
     """A run folder written by `owsd run`; `DataError` naming the folder and file when it is not one."""
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder} is not a run folder of `owsd run`: it is {'a file' if folder.exists() else 'missing'}"
+        )
     try:
         run = json.loads((folder / RUN_FILE).read_text())
         lines = (folder / RECORDS_FILE).read_text().splitlines()
         records = [json.loads(line) for line in lines if line.strip()]
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
     except FileNotFoundError as error:
         raise DataError(f"{folder} is not a run folder of `owsd run`: {Path(error.filename).name} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as error:
         raise DataError(f"{folder}: a file of the run is corrupt ({error})") from None
-    if not isinstance(run, dict) or "protocol" not in run or not records:
-        raise DataError(f"{folder}: {RUN_FILE} or {RECORDS_FILE} does not hold an `owsd run` result")
-    return RunFolder(folder, run, records)
+    if not isinstance(run, dict) or "protocol" not in run or not records or not isinstance(config, dict):
+        raise DataError(f"{folder}: {RUN_FILE}, {RECORDS_FILE} or {CONFIG_FILE} does not hold an `owsd run` result")
+    return RunFolder(folder, run, records, config)
 
 
 def slug(text: str) -> str:

@@ -14,15 +14,19 @@ from typing import Any
 from owsd.analysis.plots import save_gain_plot
 from owsd.experiments.records import RunFolder, slug
 from owsd.stats import Stat
-from owsd.training import METHODS
+from owsd.training import LOCAL_METHODS, METHODS, OWSD
 
 GAIN_THRESHOLD = 3.0  # points of top-1
-OWSD, LOCAL = "embedding+cloud", ("embedding", "linear_probe", "encoder_head")
 SAME_LEARNER = "embedding"  # OWSD's IIN without the cloud's answers
+SHARED_BASELINES = (
+    "What sends nothing does not depend on the cloud, so it is measured once per encoder: a run that measured only "
+    "OWSD takes it from the same encoder's run with another cloud, per seed and on the same images (Pipelines names "
+    "the lender)."
+)
 BEST_LOCAL_PANEL, SAME_LEARNER_PANEL = "over the best that sends nothing", "over the same IIN without the cloud"
 
 
-def paired_gain(records: list[dict[str, Any]], candidates: tuple[str, ...] = LOCAL) -> tuple[Stat, str] | None:
+def paired_gain(records: list[dict[str, Any]], candidates: tuple[str, ...] = LOCAL_METHODS) -> tuple[Stat, str] | None:
     """(gain in points over the seeds, the local method of `candidates` it is measured against: the one with the
     best mean), or None without both."""
     ok = [record["methods"] for record in records if record["status"] == "ok"]
@@ -33,7 +37,7 @@ def paired_gain(records: list[dict[str, Any]], candidates: tuple[str, ...] = LOC
     return Stat.of([100 * (methods[OWSD]["top1"] - methods[best]["top1"]) for methods in ok]), best
 
 
-def gains(run: RunFolder, candidates: tuple[str, ...] = LOCAL) -> dict[int, tuple[Stat, str]]:
+def gains(run: RunFolder, candidates: tuple[str, ...] = LOCAL_METHODS) -> dict[int, tuple[Stat, str]]:
     """Training images per label → the paired gain over the best of `candidates`, for the run's first recipe
     (a search run has one)."""
     by_size: dict[int, list[dict[str, Any]]] = {}
@@ -53,6 +57,10 @@ def regime_section(runs: list[RunFolder], out: Path) -> list[str]:
         f"Gain = OWSD top-1 − the best local method's, per seed (mean (std) in points); the bar is +{GAIN_THRESHOLD:g}. "
         "The last column isolates the cloud's answers: the same IIN with and without them.",
         "",
+    ]
+    if any(run.run.get("baselines_from") for run in searched):
+        lines += [SHARED_BASELINES, ""]
+    lines += [
         f"| encoder | cloud | images per label | cloud adds (pts) | against | {SAME_LEARNER_PANEL} (pts) |",
         "|---|---|---|---|---|---|",
     ]

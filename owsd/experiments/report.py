@@ -13,11 +13,11 @@ from owsd.errors import ConfigError
 from owsd.experiments.paper import FIGURE2_TEXT, PAPER_DATA, published
 from owsd.experiments.records import Cell, RunFolder, slug
 from owsd.experiments.regime import regime_section
+from owsd.experiments.shared_baselines import BORROWED, share_local_baselines
 from owsd.iin_module import PLAINTEXT_CLOUD
 from owsd.stats import Stat
-from owsd.training import METHODS
+from owsd.training import LOCAL_METHODS, METHODS, OWSD
 
-OWSD = "embedding+cloud"
 TITLES = {
     "uc1": "Table 1 — use case 1: the cloud's own labels",
     "uc2": "Table 2 — use case 2: subsets of the cloud's labels",
@@ -29,7 +29,6 @@ PREAMBLE = (
     "Mean (std) over seeds. Δ pts = ours − the paper's, in percentage points, only where a run is on the paper's own "
     "data and label relation; elsewhere the paper's number stands in its own column, named by its dataset."
 )
-LOCAL = ("embedding", "linear_probe", "encoder_head")  # what a user gets without sending anything
 
 
 def percent(stat: Stat | None) -> str:
@@ -133,7 +132,7 @@ def cloud_adds(runs: list[RunFolder]) -> list[str]:
     for run in runs:
         for cell in run.cells():
             ours = cell.stats.get(OWSD, {}).get("top1")
-            local = {m: cell.stats[m]["top1"] for m in LOCAL if m in cell.stats and "top1" in cell.stats[m]}
+            local = {m: cell.stats[m]["top1"] for m in LOCAL_METHODS if m in cell.stats and "top1" in cell.stats[m]}
             if ours is None or not local:
                 continue
             best = max(local, key=lambda m: local[m].mean)
@@ -156,7 +155,10 @@ def timing(runs: list[RunFolder]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        fits = [m["seconds"] for r in run.records for k, m in r.get("methods", {}).items() if "epochs" in m]
+        fits = [  # the run's own: not the baselines it borrowed
+            m["seconds"] for r in run.records for k, m in r.get("methods", {}).items()
+            if "epochs" in m and k not in r.get(BORROWED, {})
+        ]  # fmt: skip
         failed = sum(r["status"] != "ok" for r in run.records)
         mean_fit = f"{sum(fits) / len(fits):.1f}" if fits else "—"
         cells = [run.folder.name, run.protocol, str(len(run.records)), str(failed)]
@@ -190,7 +192,7 @@ def learnability_figures(runs: list[RunFolder], out: Path) -> list[str]:
                     metric: [(c.stats[method][metric].mean, c.stats[method][metric].std) for c in chosen]
                     for metric in ("top1", "top5")
                 }
-                for method in (OWSD, *LOCAL)
+                for method in (OWSD, *LOCAL_METHODS)
                 if all(method in c.stats for c in chosen)
             }
             if not series:  # every run of this recipe failed: the table says so, there is nothing to draw
@@ -206,6 +208,7 @@ def build_report(runs: list[RunFolder], out: Path) -> str:
     if not runs:
         raise ConfigError("owsd report: give at least one run folder")
     check_comparable(runs)
+    runs = share_local_baselines(runs)
     lines = ["# OWSD experiments", "", PREAMBLE, ""]
     lines += ["## What the cloud adds", "", *cloud_adds(runs), ""]
     for protocol, title in TITLES.items():
@@ -223,8 +226,11 @@ def build_report(runs: list[RunFolder], out: Path) -> str:
     for run in runs:
         pipe = run.run["pipeline"]
         source = pipe["source"].get("kind", "?")
+        lenders = "".join(
+            f"; baselines that send nothing from `{lender}`" for lender in run.run.get("baselines_from", [])
+        )
         lines.append(
-            f"- `{run.folder.name}`: {source}; encoders {', '.join(pipe['encoders'])}; cloud `{pipe['cloud']}`"
+            f"- `{run.folder.name}`: {source}; encoders {', '.join(pipe['encoders'])}; cloud `{pipe['cloud']}`{lenders}"
         )
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,8 @@ local baselines. A repetition that crashes is recorded as failed, with its error
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from owsd.baselines import classifier_head_accuracy
 from owsd.components.encoder import classifier_head
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
+from owsd.experiments.records import repetition_of
 from owsd.experiments.settings import ExperimentSettings, Recipe
 from owsd.iin_module import IINModule
 from owsd.precompute import fill_cache
@@ -105,7 +108,7 @@ class SeedRunner:
 
     def run(self, skip: list[dict[str, Any]] = ()) -> Iterator[dict[str, Any]]:
         """One record per repetition, in order, but for the repetitions that `skip` holds records of."""
-        done = {_identity(record) for record in skip}
+        done = {repetition_of(record) for record in skip}
         for number, repetition in enumerate(self.repetitions, 1):
             record = {
                 "seed": repetition.seed,
@@ -113,7 +116,7 @@ class SeedRunner:
                 "encoders": repetition.encoders,
                 "train_per_label": repetition.train_per_label,
             }
-            if _identity(record) in done:
+            if repetition_of(record) in done:
                 self.data[repetition].pairs.clear()
                 continue
             log.info("run %d of %d: %s", number, len(self.repetitions), repetition.describe())
@@ -143,6 +146,7 @@ class SeedRunner:
         return {
             "labels": data.class_names,
             "images": {name: len(data.pairs[name]) for name in ("train", "val", "test")},
+            "split_sha256": split_digest(data),
             "methods": methods,
         }
 
@@ -161,6 +165,12 @@ class SeedRunner:
         return trainer
 
 
-def _identity(record: dict[str, Any]) -> tuple[Any, ...]:
-    """Which repetition a record is of."""
-    return record["seed"], record["recipe"], record["encoders"], record["train_per_label"]
+def split_digest(data: OWSDDataModule) -> str:
+    """What names a repetition's images: a hash of its labels and its train, validation and test image ids, so
+    that results measured in two runs are paired only on the same split (`owsd.experiments.shared_baselines`)."""
+    split, pipeline = data.split, data.pipeline
+    parts = {
+        "labels": split.labels,
+        **{part: pipeline.image_ids(getattr(split, part)) for part in ("train", "val", "test")},
+    }
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]

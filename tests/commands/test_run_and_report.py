@@ -83,6 +83,31 @@ def test_the_report_refuses_two_experiments_in_one_row_and_a_folder_that_is_not_
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
     result = run_owsd(["report", str(tmp_path), "--out", str(tmp_path / "r")])
     assert result.returncode == 2 and "is not a run folder of `owsd run`: run.json is missing" in result.stderr
+    result = run_owsd(["report", str(runs / "first" / "runs.jsonl"), "--out", str(tmp_path / "r")])  # a file
+    assert result.returncode == 2 and "runs.jsonl is not a run folder of `owsd run`: it is a file" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_run_of_owsd_alone_is_reported_with_the_baselines_of_the_same_config_on_the_same_images(
+    runs, tmp_path, monkeypatch
+):
+    """What the regime search does per encoder: one run measures the baselines, the others only OWSD."""
+    monkeypatch.chdir(runs)
+    owsd_only = ["--experiment.inputs=[embedding+cloud]", "--experiment.linear_probe=false", "--experiment.row=alone"]
+    owsd_run("--experiment.protocol=uc5", "--experiment.seeds=[1]", "--experiment.train_per_label=[5]", *owsd_only,
+             "--out", "alone")  # fmt: skip
+    (alone,), (again,) = records(runs / "alone"), records(runs / "again")
+    assert set(alone["methods"]) == {"embedding+cloud"} and alone["split_sha256"] == again["split_sha256"]
+    assert alone["methods"]["embedding+cloud"]["top1"] == again["methods"]["embedding+cloud"]["top1"]
+    main(["report", str(runs / "again"), str(runs / "alone"), "--out", str(tmp_path / "report")])
+    text = (tmp_path / "report" / "README.md").read_text()
+    (mine,) = [line for line in text.splitlines() if line.startswith("| uc5 | mnist_tiny, 5/label")]
+    (borrowed,) = [line for line in text.splitlines() if line.startswith("| uc5 | alone, 5/label")]
+    assert borrowed.split("|")[3:] == mine.split("|")[3:]  # OWSD, the best local baseline and the gain
+    assert "- `alone`: MnistSource; encoders" in text and "baselines that send nothing from `again`" in text
+    result = run_owsd(["report", str(runs / "alone"), "--out", str(tmp_path / "lone")])
+    assert result.returncode == 2 and "alone measures no baseline that sends nothing" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "lone").exists()
 
 
 @pytest.mark.parametrize(
