@@ -79,6 +79,7 @@ def run_setting(data: OWSDDataModule) -> dict[str, Any]:
     return {
         "source": pipeline.source.identity,
         "encoders": [spec.name for spec in pipeline.encoders],
+        "encoder_identities": [spec.identity for spec in pipeline.encoders],  # with their weights' hash
         "cloud": pipeline.cloud.cloud_id,
         "scrambler": {"size": pipeline.scrambler.size, "channels": pipeline.scrambler.channels},
         "defences": pipeline.scrambler.defences.active,

@@ -13,7 +13,7 @@ from owsd.errors import ConfigError
 from owsd.experiments.paper import FIGURE2_TEXT, PAPER_DATA, published
 from owsd.experiments.records import Cell, RunFolder, slug
 from owsd.experiments.regime import regime_section
-from owsd.experiments.shared_baselines import BORROWED, share_local_baselines
+from owsd.experiments.shared_baselines import MEASURED_IN, share_local_baselines
 from owsd.iin_module import PLAINTEXT_CLOUD
 from owsd.stats import Stat
 from owsd.training import LOCAL_METHODS, METHODS, OWSD
@@ -157,7 +157,7 @@ def timing(runs: list[RunFolder]) -> list[str]:
     for run in runs:
         fits = [  # the run's own: not the baselines it borrowed
             m["seconds"] for r in run.records for k, m in r.get("methods", {}).items()
-            if "epochs" in m and k not in r.get(BORROWED, {})
+            if "epochs" in m and k not in r.get(MEASURED_IN, {})
         ]  # fmt: skip
         failed = sum(r["status"] != "ok" for r in run.records)
         mean_fit = f"{sum(fits) / len(fits):.1f}" if fits else "—"

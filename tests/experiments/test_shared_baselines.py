@@ -92,5 +92,38 @@ def test_a_run_with_no_lender_of_its_config_is_refused_not_dropped(change):
     config["data"] = {**borrower.config["data"], **change.get("data", {})}
     with pytest.raises(DataError, match="lite0_cnn500 measures no baseline that sends nothing, and no other run"):
         share_local_baselines([lender, RunFolder(borrower.folder, borrower.run, borrower.records, config)])
+
+
+def test_a_run_alone_is_refused_and_other_encoder_weights_never_lend():
+    lender, borrower = lender_and_borrower()
     with pytest.raises(DataError, match="no other run given shares its config"):
         share_local_baselines([borrower])
+    reweighted = {**lender.run, "pipeline": {**PIPELINE, "encoder_identities": [{"weights": "sha256-other"}]}}
+    with pytest.raises(DataError, match="no other run given shares its config"):  # same config, other weights file
+        share_local_baselines([RunFolder(lender.folder, reweighted, lender.records, lender.config), borrower])
+
+
+def test_a_repetition_whose_lender_failed_is_refused_naming_it():
+    lender, borrower = lender_and_borrower()
+    lender.records[1] = {**lender.records[1], "status": "failed", "error": "boom", "methods": {}}
+    with pytest.raises(
+        DataError, match=r"lite0_cnn500 \(seed 1, 3 per label, recipe tuned\) .* lenders \(lite0_cnn2000\)"
+    ):
+        share_local_baselines([lender, borrower])
+
+
+def test_records_written_before_split_sha256_are_not_paired():
+    lender, borrower = lender_and_borrower()
+    del lender.records[0]["split_sha256"]
+    with pytest.raises(DataError, match="records no split_sha256"):
+        share_local_baselines([lender, borrower])
+
+
+def test_each_missing_method_comes_from_the_first_lender_that_measured_it():
+    lender, borrower = lender_and_borrower()
+    probe_only = [{**r, "methods": {"linear_probe": {"top1": 0.5, "top5": 1.0}}} for r in lender.records]
+    first = RunFolder(Path("probe_only"), lender.run, probe_only, {**lender.config, "out": "runs/probe_only"})
+    shared = share_local_baselines([first, lender, borrower])[2]
+    assert shared.run["baselines_from"] == ["lite0_cnn2000", "probe_only"]
+    assert shared.records[0]["measured_in"] == {"embedding": "lite0_cnn2000", "linear_probe": "probe_only"}
+    assert shared.records[0]["methods"]["linear_probe"]["top1"] == 0.5
