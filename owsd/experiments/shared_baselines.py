@@ -79,13 +79,13 @@ def _borrow(run: RunFolder, record: dict[str, Any], lenders: list[RunFolder]) ->
             methods[method] = {k: v for k, v in metrics.items() if not k.startswith(CLOUD_METRIC_PREFIX)}
             measured_in[method] = lender.folder.name
     if not set(methods) & set(LOCAL_METHODS):
-        where = f"seed {record['seed']}, {record['train_per_label']} per label, recipe {record['recipe']}"
         if not lenders:
             raise DataError(
                 f"{run.folder} measures no baseline that sends nothing, and no other run given shares its config but "
                 "for the cloud: give the run that measured its encoder's baselines too, or run it with "
                 "experiment.inputs holding `embedding`"
             )
+        where = f"seed {record['seed']}, {record['train_per_label']} per label, recipe {record['recipe']}"
         raise DataError(
             f"{run.folder} ({where}) measures no baseline that sends nothing and its lenders "
             f"({', '.join(str(lender.folder) for lender in lenders)}) have none for it (failed or not run): "
