@@ -11,6 +11,7 @@ from types import ModuleType
 
 from owsd.errors import user_error
 from owsd.interrupts import Interrupted, stop_on_signals
+from owsd.ranks import launched_as_other_rank
 
 # name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,6 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud",
     ),
 }
+# The commands whose precompute runs on every process a launcher starts (`owsd.distributed`); every other
+# command runs on rank 0 alone, and a launcher's other ranks end at once, writing and printing nothing.
+DISTRIBUTED = {"fit", "validate", "test", "run"}
 
 
 def usage() -> str:
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] not in COMMANDS:
         print(f"owsd: error: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    if args[0] not in DISTRIBUTED and launched_as_other_rank():
+        return
     configure_logging()
     if argv is None:  # the process's own command line: this process is owsd's to stop
         stop_on_signals()

@@ -19,7 +19,7 @@ from owsd.data.cache import CachedRows
 from owsd.data.selection import Split, SplitSettings, split_items
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
-from owsd.pipeline import Pipeline
+from owsd.pipeline import DEFAULT_PRECOMPUTE_TIMEOUT, Pipeline
 from owsd.precompute import fill_cache
 
 
@@ -64,7 +64,7 @@ class OWSDDataModule(LightningDataModule):
 
     Args:
         source, encoders, cloud, scrambler, plaintext_baseline, image_size, cache_dir, precompute_batch_size,
-            num_workers, precision: the `Pipeline` (see there); `precision` is linked to `trainer.precision`.
+            num_workers, precision, precompute_timeout: the `Pipeline` (see there); `precision` is linked to `trainer.precision`.
         split: the labels, images per label and train/val/test split (`SplitSettings`).
         batch_size: IIN batch size.
     """
@@ -83,10 +83,11 @@ class OWSDDataModule(LightningDataModule):
         precompute_batch_size: int = 32,
         num_workers: int = 0,
         precision: str | int | None = None,
+        precompute_timeout: float = DEFAULT_PRECOMPUTE_TIMEOUT,
     ) -> None:
         pipeline = Pipeline(
             source, encoders, cloud, scrambler, plaintext_baseline, image_size, cache_dir,
-            precompute_batch_size, num_workers, precision,
+            precompute_batch_size, num_workers, precision, precompute_timeout,
         )  # fmt: skip
         self._init(pipeline, split, batch_size)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ OWNER_ONLY_FILE, OWNER_ONLY_FOLDER = 0o600, 0o700
 
 def atomic_write(path: Path, write: Any, mode: int | None = None) -> None:
     """Call `write(temp_path)`, then move the result into place in one step (with `mode`, set before the move)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique across hosts too
     try:
         write(temp)
         if mode is not None:

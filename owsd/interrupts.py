@@ -16,13 +16,14 @@ from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 _OWNER = [0]  # the process that installed the handlers
+_REASON: list[str | None] = [None]  # why this process stopped itself (`stop_because`), instead of the signal's name
 
 
 class Interrupted(BaseException):
     """The process was asked to stop (SIGINT or SIGTERM)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int, reason: str | None = None) -> None:
+        super().__init__(reason or signal.Signals(signum).name)
         self.signum = signum
 
     @property
@@ -39,7 +40,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
         return
     for handled in HANDLED:  # a second signal during the clean-up must not interrupt the clean-up itself
         signal.signal(handled, signal.SIG_IGN)
-    raise Interrupted(signum)
+    raise Interrupted(signum, _REASON[0])
 
 
 def stop_on_signals() -> None:
@@ -48,3 +49,12 @@ def stop_on_signals() -> None:
         _OWNER[0] = os.getpid()
         for handled in HANDLED:
             signal.signal(handled, _raise_interrupted)
+
+
+def stop_because(reason: str) -> None:
+    """Stop this process as Ctrl-C would, from any thread (a watchdog's), with `reason` in the CLI's line.
+
+    SIGINT, not SIGTERM: during a run Lightning's own SIGTERM handler first tells the other ranks over a
+    collective that may be gone. A real signal, so that a main thread asleep in a system call wakes at once."""
+    _REASON[0] = reason
+    os.kill(os.getpid(), signal.SIGINT)

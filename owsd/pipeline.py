@@ -52,6 +52,7 @@ CONTRACT_PARTS = {
     "defences": "defences (data.scrambler.defences)",
     "precision": "precision (trainer.precision)",
 }
+DEFAULT_PRECOMPUTE_TIMEOUT = 600.0  # seconds; ranks differ by at most a batch, which takes seconds
 EMBEDDINGS_FOLDER = "embeddings"  # in `cache_dir`, beside the folders of whole rows
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -88,6 +89,9 @@ class Pipeline:
         cache_dir: where precomputed pairs are kept, one folder per fingerprint (and each encoder's embeddings).
         precompute_batch_size: images per precompute batch (and per cache shard).
         num_workers: image-decoding worker processes for precompute.
+        precompute_timeout: seconds a process of a distributed precompute waits for the others at a meeting
+            (the start, rank 0's decision, the end, where the fastest waits for the slowest); raise it for
+            devices of unequal speed.
         precision: `trainer.precision` (linked by the commands): the encoders' and the cloud's arithmetic.
         assessment: the command (attack, analyze) whose fresh key this pipeline scrambles under; the ledger
             records the key as that assessment's, never as a key of the user's (see `assessment_keys`).
@@ -105,6 +109,7 @@ class Pipeline:
         precompute_batch_size: int = 32,
         num_workers: int = 0,
         precision: str | int | None = FULL_PRECISION,
+        precompute_timeout: float = DEFAULT_PRECOMPUTE_TIMEOUT,
         assessment: str | None = None,
     ) -> None:
         if not encoders:
@@ -128,6 +133,8 @@ class Pipeline:
             )
         if precompute_batch_size < 1:
             raise ConfigError(f"data.precompute_batch_size={precompute_batch_size} must be ≥ 1")
+        if not precompute_timeout > 0:
+            raise ConfigError(f"data.precompute_timeout={precompute_timeout} must be a number of seconds > 0")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if not 0 <= num_workers <= cores:
             raise ConfigError(f"data.num_workers={num_workers}: give 0 (decode in the main process) to {cores}, "
@@ -136,11 +143,12 @@ class Pipeline:
             "source": source, "encoders": list(encoders), "cloud": cloud, "scrambler": scrambler,
             "plaintext_baseline": plaintext_baseline, "image_size": image_size, "cache_dir": Path(cache_dir),
             "precompute_batch_size": precompute_batch_size, "num_workers": num_workers, "precision": precision,
-            "assessment": assessment,
+            "precompute_timeout": precompute_timeout, "assessment": assessment,
         }  # fmt: skip
         self.source, self.encoders, self.cloud, self.scrambler = source, list(encoders), cloud, scrambler
         self.plaintext_baseline, self.image_size, self.cache_dir = plaintext_baseline, image_size, Path(cache_dir)
         self.precompute_batch_size, self.num_workers = precompute_batch_size, num_workers
+        self.precompute_timeout = float(precompute_timeout)
         self.precision = normalised_precision(precision)
         self.assessment = assessment
 
@@ -166,10 +174,9 @@ class Pipeline:
             log.info("created key file %s", self.scrambler.key_file)
         return key
 
-    def open_cloud(self, command: str, image_ids: Sequence[str] = ()) -> CloudClient:
-        """The cloud client with the key ledger attached: every batch it sends is recorded, and refused
-        beyond the key's budget, before it goes out. The images this `command` will send (one per encoder for
-        each of `image_ids`) are checked against the budget first, so a run that cannot finish never starts."""
+    def check_budget(self, command: str, image_ids: Sequence[str]) -> KeyLedger:
+        """The key ledger for `command`, with the key registered and the images this command will send (one per
+        encoder for each of `image_ids`) checked against its budget, so a run that cannot finish never starts."""
         key, key_file = self.key(), Path(self.scrambler.key_file)
         budget = configured_budget(self.scrambler.key_budget, self.scrambler.key_budget_file)
         ledger = KeyLedger(self.scrambler.ledger_file, command)
@@ -178,6 +185,12 @@ class Pipeline:
         else:  # its key file is deleted when the assessment ends
             ledger.register(key.fingerprint, None, key_file.stat().st_mtime, None, assessment=self.assessment)
         ledger.check(key.fingerprint, image_ids, images_per_id=len(self.encoders))
+        return ledger
+
+    def open_cloud(self, command: str, image_ids: Sequence[str] = ()) -> CloudClient:
+        """The cloud client with the key ledger attached (`check_budget`): every batch it sends is recorded, and
+        refused beyond the key's budget, before it goes out."""
+        ledger = self.check_budget(command, image_ids)
         client = self.cloud.open()
         client.ledger = ledger
         return client

@@ -43,9 +43,9 @@ def row_caches(cache_dir: Path) -> list[Path]:
     return sorted(folder for folder in Path(cache_dir).iterdir() if folder.name != "embeddings")
 
 
-def owsd_process(args: list[str], **kwargs) -> subprocess.Popen:
-    """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def owsd_process(args: list[str], env_extra: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds), with `env_extra` set."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "owsd", *args], env=env, text=True, **kwargs)
 
 

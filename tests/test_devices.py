@@ -21,7 +21,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.data.sources import ImageFolderSource
 from owsd.iin_module import IINModule
 from owsd.pipeline import Pipeline
-from owsd.precompute import PrecomputeModule
+from owsd.precompute import ScrambleAndAsk
 from owsd.prediction import Predictor
 from tests.conftest import TINY_IMAGES
 
@@ -84,11 +84,10 @@ def test_precompute_runs_on_the_device_of_its_input(pipeline, first_encoder_cach
     if first_encoder_cached:  # its embedding comes from the cache, moved to the device with the batch
         known[0] = torch.empty(4, 256, device=META)
         encoders[0].forward = lambda images: (_ for _ in ()).throw(AssertionError("a cached encoder ran"))
-    module = PrecomputeModule(encoders, pipeline.scramblers(), cloud, None, True, pipeline.embedding_caches)
-    module = module.to(META)
+    module = ScrambleAndAsk(encoders, pipeline.scramblers(), cloud, True).to(META)
     guard = NoHostTensors()
     with guard, torch.inference_mode():
-        rows = module.predict_step(meta_batch(pipeline, [0, 3, 9, 19], known), 0)
+        rows = module(meta_batch(pipeline, [0, 3, 9, 19], known))
     assert guard.offences == []
     widths = {"embedding": 256 + 96, "cloud": 2 * 1000, "plaintext_cloud": 1000}
     assert {name: (t.device, tuple(t.shape)) for name, t in rows.items()} == {

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from owsd.analysis.settings import AnalysisSettings
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
+from owsd.distributed import precompute_trainer, single_process_settings
 from owsd.experiments.settings import ExperimentSettings
 from owsd.iin_module import IINModule
 from owsd.security.settings import AttackSettings
@@ -88,11 +89,13 @@ def parse(parser: LightningArgumentParser, argv: list[str]) -> tuple[Namespace, 
 
 
 @contextmanager
-def scratch_trainer_settings(objects: Namespace) -> Iterator[dict[str, Any]]:
-    """The `trainer:` section with its checkpoints and logs in a temporary folder, removed afterwards: only
-    `owsd fit` writes under `trainer.default_root_dir`, so the newest folder there is always a fit's."""
+def scratch_trainer_settings(objects: Namespace, precompute: Trainer | None = None) -> Iterator[dict[str, Any]]:
+    """The `trainer:` section for the stages that run on rank 0 alone (`owsd.distributed`): one process on the
+    device `precompute` gives rank 0, checkpoints and logs in a temporary folder, removed afterwards (only
+    `owsd fit` writes under `trainer.default_root_dir`, so the newest folder there is always a fit's)."""
+    precompute = precompute or precompute_trainer(objects.trainer, objects.data.pipeline.precompute_timeout)
     with tempfile.TemporaryDirectory(prefix="owsd-scratch-") as scratch:
-        yield {**objects.trainer, "default_root_dir": scratch}
+        yield single_process_settings({**objects.trainer, "default_root_dir": scratch}, precompute)
 
 
 def trainer_factory(settings: dict[str, Any]) -> Callable[[], Trainer]:

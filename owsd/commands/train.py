@@ -1,8 +1,9 @@
 """`owsd fit|validate|test --config FILE`: LightningCLI over the IIN and the data module.
 
-Before any trainer entry point the cache is filled (a no-op on a cache hit). After `fit`, the IIN is
-tested on its best checkpoint and each configured comparison (ablations, plaintext upper bound) is
-trained and tested the same way, and one table of test accuracies is printed.
+Before any trainer entry point the cache is filled (a no-op on a cache hit), on every process the `trainer:`
+section asks for. Then the other processes end, and rank 0 alone, on one device, trains, tests the IIN on its
+best checkpoint, trains and tests each configured comparison (ablations, plaintext upper bound) the same way,
+and prints one table of test accuracies (`owsd.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from owsd.commands.settings import OWSDArgumentParser, add_sections, link_precision, quiet_trainer_defaults
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
+from owsd.distributed import end_distributed, precompute_trainer, single_process_settings
 from owsd.iin_module import IINModule
 from owsd.prediction import check_contract, load_checkpoint
 from owsd.threads import torch_threads
@@ -53,12 +55,17 @@ class OWSDCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Check the checkpoint given (resumed or evaluated: it must have been trained on this pipeline's
-        inputs), fill the cache on every thread, then train on as many as a small network uses."""
+        inputs), fill the cache on every process and thread, then train on rank 0 alone, on as many threads as
+        a small network uses."""
+        settings = dict(self._get(self.config_init, "trainer", default={}))
+        precompute = precompute_trainer(settings, self.datamodule.pipeline.precompute_timeout)
         ckpt_path = self._get(self.config, "ckpt_path")
-        if ckpt_path is not None:
+        if ckpt_path is not None and precompute.global_rank == 0:
             check_contract(load_checkpoint(Path(ckpt_path)), self.datamodule.pipeline, ckpt_path)
         self.datamodule.validates  # noqa: B018  (a split that cannot validate fails before any image is sent)
-        self.datamodule.prepare_cache(self.trainer)
+        self.datamodule.prepare_cache(precompute)  # distributed: each process takes its share of the batches
+        end_distributed(precompute)  # the other processes end here
+        self.trainer = self.instantiate_trainer(**single_process_settings({}, precompute))
         if wandb_logger(self.trainer) is not None:  # CSV has no place for a config, images or a chart
             config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand]))
             self.trainer.callbacks.append(WandbRunMedia(config))
@@ -74,10 +81,11 @@ class OWSDCLI(LightningCLI):
         results = evaluate_best(self.trainer, self.model)
         compare = self._get(self.config, "compare")
         threads = self._get(self.config, "iin_threads")
-        results |= measure(self.datamodule, self.model, self.instantiate_trainer, compare, seed, threads=threads)
+        single = single_process_settings({}, self.trainer)
+        make_trainer = lambda: self.instantiate_trainer(**single)  # noqa: E731
+        results |= measure(self.datamodule, self.model, make_trainer, compare, seed, threads=threads)
         self._threads.close()
-        if self.trainer.is_global_zero:
-            print(results_table(results, len(self.datamodule.pairs["test"])))
+        print(results_table(results, len(self.datamodule.pairs["test"])))
 
     def after_validate(self) -> None:
         self._threads.close()

@@ -11,15 +11,14 @@ import hashlib
 import os
 import secrets
 import stat
-import time
 from pathlib import Path
 
 from owsd.errors import KeyFileError
+from owsd.ranks import launch_rank
 
 KEY_BYTES = 32
 FINGERPRINT_HEX_CHARS = 16
 _DOMAIN = b"owsd/v1/"
-KEY_WAIT_SECONDS = 600.0  # how long the other ranks wait for rank 0 to create a key
 
 
 class Key:
@@ -87,40 +86,28 @@ def save_key(key: Key, path: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def launch_rank() -> int:
-    """This process's global rank under torchrun, SLURM or Lightning's DDP launcher (0 when launched alone)."""
-    for variable in ("RANK", "SLURM_PROCID"):
-        if variable in os.environ:
-            return int(os.environ[variable])
-    return int(os.environ.get("NODE_RANK", 0)) + int(os.environ.get("LOCAL_RANK", 0))
-
-
-def load_or_create_key(path: Path, create: bool, wait_seconds: float = KEY_WAIT_SECONDS) -> tuple[Key, bool]:
+def load_or_create_key(path: Path, create: bool) -> tuple[Key, bool]:
     """The key at `path` and whether this process created it.
 
-    With `create`, a missing key is made by rank 0 only; the other ranks of a distributed launch wait for it,
-    so every rank scrambles under the same key. Two processes that both believe they are rank 0 (two runs
-    started at once) cannot both win: the loser of `save_key`'s link reads the winner's key.
+    With `create`, a missing key is made by rank 0 only. Another rank never waits for one: it reads the key only
+    after rank 0 has made it (`owsd.distributed`), so a key file missing there is missing on its node, an
+    error. Two processes that both believe they are rank 0 (two runs started at once) cannot both win: the
+    loser of `save_key`'s link reads the winner's key.
     """
     path = Path(path)
     created = False
     if create and not path.exists():
-        if launch_rank() == 0:
-            try:
-                save_key(Key.generate(), path)
-                created = True
-            except KeyFileError:
-                if not path.exists():
-                    raise
-        else:
-            deadline = time.monotonic() + wait_seconds
-            while not path.exists():
-                if time.monotonic() > deadline:
-                    raise KeyFileError(
-                        f"rank {launch_rank()} waited {wait_seconds:.0f} s for rank 0 to create key file {path}; "
-                        "create it first with `owsd key new`, on storage every rank sees"
-                    )
-                time.sleep(0.1)
+        if launch_rank() != 0:
+            raise KeyFileError(
+                f"key file {path} does not exist on this node (rank {launch_rank()}), though rank 0 has it: "
+                "give every node the same key file, on storage they share"
+            )
+        try:
+            save_key(Key.generate(), path)
+            created = True
+        except KeyFileError:
+            if not path.exists():
+                raise
     return load_key(path), created
 
 

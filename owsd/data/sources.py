@@ -137,7 +137,8 @@ class ImageFolderSource(ImageSource):
 
     def _location(self) -> dict[str, Any]:
         """An image replaced by another (even of the same size) names another cache: its modification time
-        changed, or, with `content_hash`, its bytes."""
+        changed, or, with `content_hash`, its bytes. Not the folder's absolute path: nodes that mount the same
+        images at different paths share one cache."""
         digest = hashlib.sha256()
         for image_id, _ in self.items:
             path = self.root / image_id
@@ -147,7 +148,7 @@ class ImageFolderSource(ImageSource):
                 stamp = path.stat()
                 digest.update(f"{stamp.st_size}:{stamp.st_mtime_ns}\n".encode())
         kind = "file_contents_sha256" if self.content_hash else "file_stamps_sha256"
-        return {"root": str(self.root.resolve()), kind: digest.hexdigest()[:16]}
+        return {kind: digest.hexdigest()[:16]}
 
 
 class ImageNetValSource(ImageFolderSource):

@@ -83,10 +83,16 @@ class RemoteCloud(Cloud):
             raise ConfigError("RemoteCloud needs timeout > 0 and 0 ≤ backoff ≤ max_backoff")
         self.url, self.model = url.rstrip("/"), model
         self.shown_url = without_userinfo(self.url)  # what ids, messages and logs name: never a password
+        if urlsplit(self.url).password is not None:
+            raise ConfigError(
+                f"RemoteCloud url {self.shown_url} holds a password (user:password@): the url is written to "
+                "config.yaml, output folders and a logger's config; put the header's value (e.g. `Basic ...`) in an "
+                "environment variable and name it in auth_env"
+            )
         credential = auth_env is not None or self.shown_url != self.url
         if credential and self.url.startswith("http://") and not is_loopback(self.url):
             raise ConfigError(
-                f"RemoteCloud {self.shown_url}: a credential (auth_env or user:password in the url) would cross "
+                f"RemoteCloud {self.shown_url}: a credential (auth_env or a user in the url) would cross "
                 "the network in clear text over http://; use https:// (plain http is allowed on loopback only)"
             )
         self.input_name, self.output_name = input_name, output_name

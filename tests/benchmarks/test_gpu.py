@@ -24,6 +24,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.xdist_group("several_processes")  # its timing bound fails beside tests that start several processes
 def test_tiny_cpu_run_measures_every_stage_of_every_configuration(tmp_path):
     out = tmp_path / "gpu.json"
     arguments = ["--device", "cpu", "--tiny", "--precisions", "fp32", "bf16", "--batch_sizes", "2", "4"]

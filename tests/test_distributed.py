@@ -1,0 +1,312 @@
+"""Several processes and nodes (`owsd.distributed`): the same cache, table and records as one process, every
+failure one line within seconds, and no key-derived bytes in what Lightning saves. Nodes are simulated with
+`torchrun --nnodes 2` on loopback (gloo, CPU); every process is bounded in time."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from itertools import chain
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from owsd.cli import main
+from owsd.components.ledger import KeyLedger
+from owsd.distributed import precompute_trainer
+from owsd.errors import ConfigError
+from owsd.precompute import PrecomputeModule, plan_work
+from tests.conftest import REPO, TINY_IMAGES, owsd_process, run_owsd, tiny_args
+from tests.key_scan import assert_no_key_material, key_material
+from tests.test_precompute import assert_same_cache, cached
+
+# Several processes per test: never beside the other tests of the group (the GPU benchmark's timing bound).
+pytestmark = pytest.mark.xdist_group("several_processes")
+ONE_EPOCH = ["--trainer.max_epochs", "1"]
+# One BLAS thread per process in every run compared: a different thread count alone may change the last float bit.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun_nodes(node_args: list[list[str]], cwd: Path, timeout: float = 240) -> list[subprocess.CompletedProcess]:
+    """`torchrun --nnodes N --node_rank i --nproc-per-node 1` around `owsd`, one launcher per simulated node."""
+    port, env = free_port(), {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
+    launchers = []
+    for rank, args in enumerate(node_args):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(node_args)), "--node_rank",
+                   str(rank), "--nproc-per-node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                   "-m", "owsd", *args]  # fmt: skip
+        launchers.append(subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))  # fmt: skip
+    finished = []
+    for launcher in launchers:
+        stdout, stderr = launcher.communicate(timeout=timeout)
+        finished.append(subprocess.CompletedProcess(launcher.args, launcher.returncode, stdout, stderr))
+    return finished
+
+
+def owsd_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("owsd: ")]
+
+
+def single_process_fit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    done = run_owsd(tiny_args(workdir, *ONE_EPOCH, *args), cwd=workdir.parent, env_extra=ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    for name, value in ONE_THREAD.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(workdir):
+    """Before: the IIN was trained and tested on both ranks (padded test batches, each rank's own early
+    stopping) and both printed."""
+    one = single_process_fit(workdir / "one")
+    same_key = ["--data.scrambler.key_file", str(workdir / "one" / "keys" / "test.key")]
+    two = run_owsd(tiny_args(workdir / "two", *ONE_EPOCH, *same_key, "--trainer.devices", "2"), cwd=workdir)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "rank 0 precomputed 12 images" in two.stderr and "rank 1 precomputed 8 images" in two.stderr
+    assert two.stdout == one.stdout and two.stdout.count("OWSD test accuracy") == 1
+    assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+    assert len(list((workdir / "two" / "runs" / "lightning_logs").iterdir())) == 1, "one fit, on rank 0"
+
+
+def test_run_with_one_batch_over_two_ranks_records_each_repetition_once(workdir):
+    """Before: rank 1 died in Lightning's sampler with one batch for two ranks (AssertionError), and `run`
+    recorded every repetition once per rank."""
+    run = ["--experiment.seeds=[0,1]", "--data.precompute_batch_size", "20", "--out", str(workdir / "out")]
+    done = run_owsd(tiny_args(workdir, *ONE_EPOCH, *run, "--trainer.devices", "2", subcommand="run"), cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 1: no batch left to it" in done.stderr and "Traceback" not in done.stderr
+    records = (workdir / "out" / "runs.jsonl").read_text().splitlines()
+    assert len(records) == 2 and not (workdir / "out.partial").exists()
+    report = run_owsd(["report", str(workdir / "out"), "--out", str(workdir / "report")], cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    table = (workdir / "report" / "README.md").read_text()
+    assert "2/2" in table and "4/" not in table
+
+
+def test_two_nodes_give_the_single_process_table_and_count_each_image_once_in_a_shared_ledger(workdir, postgres_url):
+    """Before: both nodes trained, tested and printed; the other node's numbers differed from one process's."""
+    one = single_process_fit(workdir / "one")
+    shared = ["--data.scrambler.key_file", str(workdir / "one" / "keys" / "test.key"),
+              "--data.scrambler.ledger_file", postgres_url]  # fmt: skip
+    args = tiny_args(workdir / "two", *ONE_EPOCH, *shared, "--trainer.num_nodes", "2", "--trainer.strategy", "ddp")
+    node0, node1 = torchrun_nodes([args, args], cwd=workdir)
+    assert node0.returncode == 0 and node1.returncode == 0, node0.stderr[-2000:] + node1.stderr[-2000:]
+    assert node0.stdout == one.stdout and node1.stdout == ""
+    assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+    (key,) = KeyLedger(postgres_url, "test").keys()
+    assert (key.exposed, key.resends) == (20, 0)
+
+
+@pytest.mark.parametrize(
+    "node1_differs, expected",
+    [
+        ("cache_dir", r"does not see rank 0's cache folder .*several nodes need data.cache_dir on a filesystem"),
+        ("key_file", r"key file .*node1.key does not exist on this node"),
+        ("generator", r"its config differs from rank 0's: generator \(data.scrambler.size/channels\)"),
+    ],
+)
+def test_a_node_that_does_not_see_what_rank_zero_sees_stops_every_node_within_seconds(
+    workdir, postgres_url, node1_differs, expected
+):
+    """Before: with node-local folders rank 1 waited forever for a key file, and rank 0 in a collective."""
+    args = tiny_args(workdir, *ONE_EPOCH, "--data.scrambler.ledger_file", postgres_url, "--trainer.num_nodes", "2",
+                     "--trainer.strategy", "ddp", "--data.precompute_timeout", "60")  # fmt: skip
+    other = {
+        "cache_dir": ["--data.cache_dir", str(workdir / "node1" / "cache")],
+        "key_file": ["--data.scrambler.key_file", str(workdir / "node1.key"), "--data.scrambler.create_key", "false"],
+        "generator": ["--data.scrambler.size", "16"],
+    }[node1_differs]
+    started = time.monotonic()
+    node0, node1 = torchrun_nodes([args, [*args, *other]], cwd=workdir, timeout=120)
+    assert time.monotonic() - started < 50, "stopped by the check, not by the 60 s timeout"
+    for node in (node0, node1):
+        assert node.returncode != 0
+        (line,) = owsd_lines(node.stderr)
+        assert re.search(expected, line), line
+        assert 'Traceback (most recent call last):\n  File "' + str(REPO) not in node.stderr
+    assert not list((workdir / "cache").glob("*/shard-*.pt")), "nothing was sent"
+
+
+def test_a_node_that_never_comes_stops_rank_zero_within_the_timeout(workdir, postgres_url):
+    """Before: a rendezvous waited for 30 minutes (torch's default), then ended in a traceback."""
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "0"}
+    args = tiny_args(workdir, *ONE_EPOCH, "--data.scrambler.ledger_file", postgres_url, "--trainer.num_nodes", "2",
+                     "--trainer.strategy", "ddp", "--data.precompute_timeout", "3")  # fmt: skip
+    started = time.monotonic()
+    done = run_owsd(args, cwd=workdir, env_extra=env, timeout=120)
+    assert time.monotonic() - started < 60
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = owsd_lines(done.stderr)
+    assert "rank 0" in line and "data.precompute_timeout" in line and "1/2 clients joined" in line
+
+
+def test_a_killed_rank_stops_the_run_within_seconds_and_the_same_command_resumes_to_the_same_rows(workdir):
+    """Before: nothing bounded the other ranks' waits."""
+    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet",
+            "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.0",
+            "--data.precompute_batch_size", "2"]  # fmt: skip
+    args = tiny_args(workdir / "killed", *ONE_EPOCH, *slow, "--trainer.devices", "2")
+    with owsd_process(args, ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir) as rank0:
+        deadline = time.monotonic() + 120
+        while len(list((workdir / "killed" / "cache").glob("*/shard-*.pt"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (rank1,) = children_running_owsd(rank0.pid)
+        os.kill(rank1, signal.SIGKILL)
+        killed = time.monotonic()
+        _, stderr = rank0.communicate(timeout=60)
+    assert time.monotonic() - killed < 15 and rank0.returncode != 0
+    assert len(owsd_lines(stderr)) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert 0 < len(cached(workdir / "killed")) < 20, "the kill landed mid-way; finished shards kept"
+    resumed = run_owsd(args, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    same = [
+        "--data.scrambler.key_file",
+        str(workdir / "killed" / "keys" / "test.key"),
+        "--data.cloud",
+        "owsd.components.cloud.LocalCloud",
+        "--data.cloud.init_args.name",
+        "test_resnet",
+        "--data.cloud.init_args.weights",
+        "random",
+    ]  # fmt: skip  (what SlowLocalCloud answers, at full speed)
+    single_process_fit(workdir / "straight", *same, "--data.precompute_batch_size", "2")
+    assert_same_cache(cached(workdir / "killed"), cached(workdir / "straight"))
+
+
+def test_the_other_processes_stop_within_seconds_when_rank_zero_is_killed(workdir):
+    """Before: a process Lightning's launcher started computed its whole share alone, then waited at the end."""
+    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet",
+            "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.0",
+            "--data.precompute_batch_size", "2"]  # fmt: skip
+    args = tiny_args(workdir, *ONE_EPOCH, *slow, "--trainer.devices", "2")
+    with owsd_process(args, ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir) as rank0:
+        deadline = time.monotonic() + 120
+        while not list((workdir / "cache").glob("*/shard-*.pt")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (rank1,) = children_running_owsd(rank0.pid)
+        rank0.kill()
+        killed = time.monotonic()
+        _, stderr = rank0.communicate(timeout=60)  # the pipe closes when rank 1, which shares it, has ended too
+    assert time.monotonic() - killed < 15 and not running(rank1)
+    assert f"owsd: stopped by rank 0 (pid {rank0.pid}) ended" in stderr, stderr[-2000:]
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is alive (a zombie that nobody has reaped yet has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children_running_owsd(pid: int) -> list[int]:
+    """The processes Lightning's launcher started from `pid` (the other ranks)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"owsd" in command:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("command", ["attack", "analyze", "predict", "report", "train-cloud"])
+def test_commands_that_run_on_rank_zero_alone_end_at_once_on_another_rank(workdir, monkeypatch, capsys, command):
+    """Before: every rank of a launch ran them and wrote the same output folder."""
+    monkeypatch.setenv("RANK", "1")
+    main([command, "--config", str(workdir / "no-such.yaml"), "--out", str(workdir / "out")])
+    assert capsys.readouterr() == ("", "") and list(workdir.iterdir()) == []
+
+
+def test_a_spawning_strategy_is_refused_in_one_line(workdir, capsys):
+    """Before: `ddp_spawn` failed with a traceback, pickling the key."""
+    with pytest.raises(SystemExit) as exit_:
+        main(tiny_args(workdir, "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"))
+    assert exit_.value.code == 2
+    assert "trainer.strategy=ddp_spawn: precompute runs with `ddp`" in capsys.readouterr().err
+    assert not (workdir / "cache").exists()
+
+
+def test_a_launch_of_more_processes_than_the_trainer_counts_is_refused(monkeypatch):
+    """Before: `torchrun --nproc-per-node 2` without `--trainer.devices 2` ran two whole commands, each alone."""
+    from owsd.distributed import several_processes
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    trainer = precompute_trainer({"accelerator": "cpu", "devices": 1}, 10)
+    with pytest.raises(ConfigError, match="a launcher started 2 processes, but trainer.devices × trainer.num_nodes"):
+        several_processes(trainer)
+
+
+def test_a_sqlite_ledger_is_refused_under_several_nodes(workdir):
+    from tests.test_pipeline import tiny_pipeline
+
+    pipeline = tiny_pipeline(workdir)
+    several = precompute_trainer({"accelerator": "cpu", "devices": 1, "num_nodes": 2, "strategy": "ddp"}, 10)
+    with pytest.raises(ConfigError, match="is a SQLite file, and this precompute runs on 2 nodes"):
+        plan_work(pipeline, list(range(20)), several)
+    assert not (workdir / "ledger.sqlite").exists()
+
+
+def test_a_checkpoint_lightning_saves_of_precompute_holds_no_key_material(workdir):
+    """What SLURM's requeue handler saves (`trainer.save_checkpoint` mid-precompute): no generator weights."""
+    from tests.test_pipeline import tiny_pipeline
+
+    pipeline = tiny_pipeline(workdir)
+    trainer = precompute_trainer({"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}, 10)
+    saved = workdir / "requeue.ckpt"
+
+    class SaveMidway(PrecomputeModule):
+        def on_predict_batch_end(self, outputs, batch, batch_idx):
+            super().on_predict_batch_end(outputs, batch, batch_idx)
+            self.trainer.save_checkpoint(saved)
+
+    module = SaveMidway(pipeline, list(range(20)), plan_work(pipeline, list(range(20)), trainer))
+    trainer.predict(module, return_predictions=False)
+    assert torch.load(saved, weights_only=False)["state_dict"] == {}
+    # nor does Lightning's DDP send them to the other ranks (its `_sync_module_states` outside `fit`)
+    # (the generators themselves are built at the first batch, after that sync)
+    every = {name for name, _ in chain(module.named_parameters(), module.named_buffers())}
+    built_in_setup = {name for name in every if ".generators." not in name}
+    assert built_in_setup and set(module._ddp_params_and_buffers_to_ignore) == built_in_setup
+    forms = key_material(pipeline.key(), embedding_dim=pipeline.encoders[0].embedding_dim, size=32, channels=16)
+    assert_no_key_material(forms, [saved])
+    assert Path(trainer.default_root_dir) != Path.cwd() and "owsd-precompute-" in str(trainer.default_root_dir)
+
+
+def test_the_folder_source_names_the_same_cache_wherever_it_is_mounted(tmp_path):
+    from owsd.data.sources import ImageFolderSource
+
+    elsewhere = tmp_path / "mounted" / "here"
+    elsewhere.parent.mkdir()
+    os.symlink(TINY_IMAGES, elsewhere)  # the same files, seen at another absolute path
+    assert ImageFolderSource(elsewhere).identity == ImageFolderSource(TINY_IMAGES).identity
+
+
+def test_single_process_trainer_settings_keep_rank_zeros_device():
+    from owsd.distributed import single_process_settings
+
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    settings = single_process_settings({"devices": 2, "max_epochs": 3}, trainer)
+    assert settings == {"devices": 1, "num_nodes": 1, "strategy": "auto", "max_epochs": 3}
