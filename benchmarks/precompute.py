@@ -28,7 +28,8 @@ from owsd.data.digits import MnistSource
 from owsd.data.selection import LabelSubset, SplitSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.pipeline import Pipeline
-from owsd.precompute import KnownEmbeddings, SourceBatches, fill_cache
+from owsd.precompute import fill_cache
+from owsd.precompute_batch import KnownEmbeddings, SourceBatches
 
 TARGET_RATIO = 0.9
 

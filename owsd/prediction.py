@@ -15,7 +15,7 @@ import torch
 from owsd.errors import ConfigError
 from owsd.iin_module import IINModule
 from owsd.pipeline import Pipeline
-from owsd.precompute import embed_and_ask
+from owsd.precompute_batch import embed_and_ask
 
 
 def load_checkpoint(path: Path) -> IINModule:

@@ -21,7 +21,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.data.sources import ImageFolderSource
 from owsd.iin_module import IINModule
 from owsd.pipeline import Pipeline
-from owsd.precompute import ScrambleAndAsk
+from owsd.precompute_batch import ScrambleAndAsk
 from owsd.prediction import Predictor
 from tests.conftest import TINY_IMAGES
 
