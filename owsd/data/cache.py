@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -184,7 +185,17 @@ class PairCache:
 
     def _pack_header(self) -> dict[str, Any] | None:
         headers = sorted(self.directory.glob("pack-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-        return json.loads(headers[-1].read_text()) if headers else None
+        if not headers:
+            return None
+        try:
+            header = json.loads(headers[-1].read_text())
+            expected = 4 * len(header["image_ids"]) * sum(header["widths"].values())
+            data = headers[-1].with_suffix(".bin")
+            if data.stat().st_size != expected:
+                raise ValueError(f"{data.name} holds {data.stat().st_size} bytes, its header says {expected}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise set_aside([headers[-1], headers[-1].with_suffix(".bin")], error) from None
+        return header
 
     def _pack(self) -> None:
         """Write the old pack's rows and every shard's new rows into the next pack, a field at a time, then
@@ -243,7 +254,23 @@ class PairCache:
 
 
 def _load_shard(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # noqa: BLE001  (torch reports a cut or overwritten archive in many ways)
+        raise set_aside([path], error) from None
+
+
+def set_aside(paths: list[Path], error: BaseException) -> DataError:
+    """A damaged cache file (a shard, or a pack's two files), renamed `*.damaged` so that the next run computes
+    again only the images it held, and the one line that says so."""
+    for path in paths:
+        if path.exists():
+            os.replace(path, path.with_name(f"{path.name}.damaged"))
+    cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return DataError(
+        f"cache file {paths[0]} is damaged ({cause}); it was set aside as {paths[0].name}.damaged: run the same "
+        "command again to compute its images anew"
+    )
 
 
 def _widths(shard_path: Path) -> dict[str, int]:

@@ -76,3 +76,32 @@ def test_a_grown_cache_packs_old_and_new_rows_together(tmp_path):
         "pack-1.json",
     ]
     assert PairCache.existing(cache.directory).read(["c"]).embedding[0, 0] == 2.0
+
+
+def test_a_damaged_shard_is_one_error_naming_it_and_the_next_look_misses_only_its_images(tmp_path):
+    """Before: a bare RuntimeError from torch on every later run, without the file's name."""
+    cache = PairCache(tmp_path, {})
+    cache.prepare()
+    cache.write_shard(["a", "b"], torch.tensor([0, 1]), rows(2))
+    damaged = cache.write_shard(["c"], torch.tensor([2]), rows(1, offset=2))
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(DataError, match=rf"cache file .*{damaged.name} is damaged .*set aside as .*\.damaged"):
+        PairCache(tmp_path, {}).missing(["a", "b", "c"])
+    assert PairCache(tmp_path, {}).missing(["a", "b", "c"]) == ["c"]  # what the next run computes again
+    assert PairCache(tmp_path, {}).read(["a", "b"]).embedding[:, 0].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("damage", ["header", "data"])
+def test_a_damaged_pack_is_one_error_naming_it_and_the_next_look_misses_its_images(tmp_path, damage):
+    cache = PairCache(tmp_path, {})
+    cache.prepare()
+    cache.write_shard(["a", "b"], torch.tensor([0, 1]), rows(2))
+    cache.table()  # packed
+    (header,) = cache.directory.glob("pack-*.json")
+    target = header if damage == "header" else header.with_suffix(".bin")
+    target.write_bytes(target.read_bytes()[:-3])
+    with pytest.raises(DataError, match=rf"cache file .*{header.name} is damaged"):
+        PairCache(tmp_path, {}).missing(["a", "b"])
+    assert PairCache(tmp_path, {}).missing(["a", "b"]) == ["a", "b"]
+    damaged = {p.name for p in cache.directory.glob("*.damaged")}
+    assert damaged == {f"{header.name}.damaged", f"{header.stem}.bin.damaged"}
