@@ -47,7 +47,7 @@ class PeerLostError(OWSDError):
     """Another process of a distributed precompute failed, was killed, or did not answer in time."""
 
 
-def precompute_trainer(settings: dict[str, Any], timeout: float) -> Trainer:
+def precompute_trainer(settings: dict[str, Any], timeout: float, launched: bool = True) -> Trainer:
     """The Trainer precompute runs on: the user's devices, nodes, strategy and precision, and nothing else.
 
     It logs and checkpoints nothing (its module's state would be the key's generators), shards the batches
@@ -55,6 +55,8 @@ def precompute_trainer(settings: dict[str, Any], timeout: float) -> Trainer:
     root in a private temporary folder: Lightning looks there for SLURM's `hpc_ckpt_*.ckpt` and saves them
     there, never beside a fit's checkpoints. A strategy that spawns processes is refused: they would need the
     key pickled. `ddp` (or `auto` on several devices) runs with gloo meetings bounded by `timeout` seconds.
+    With `launched`, a launcher that started more processes than the settings count is refused: each would
+    precompute everything and write the same files alone.
     """
     chosen = {name: settings[name] for name in PRECOMPUTE_SETTINGS if name in settings}
     common = {
@@ -76,6 +78,13 @@ def precompute_trainer(settings: dict[str, Any], timeout: float) -> Trainer:
         gloo = DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=timeout))
         trainer = Trainer(**{**chosen, "strategy": gloo}, **common)
     weakref.finalize(trainer, shutil.rmtree, common["default_root_dir"], ignore_errors=True)
+    started = int(os.environ.get("WORLD_SIZE", trainer.world_size))
+    if launched and started != trainer.world_size:
+        raise ConfigError(
+            f"a launcher started {started} processes, but trainer.devices × trainer.num_nodes gives "
+            f"{trainer.world_size}: give --trainer.devices (processes per node) and --trainer.num_nodes (nodes) "
+            "as the launcher has them"
+        )
     return trainer
 
 
@@ -88,15 +97,6 @@ def single_process_settings(settings: dict[str, Any], precompute: Trainer) -> di
 
 
 def several_processes(trainer: Trainer) -> bool:
-    """Whether precompute runs on several processes; refuses a launch of more processes than the trainer
-    settings count, where each would precompute everything and write the same files alone."""
-    launched = int(os.environ.get("WORLD_SIZE", trainer.world_size))
-    if launched != trainer.world_size:
-        raise ConfigError(
-            f"a launcher started {launched} processes, but trainer.devices × trainer.num_nodes gives "
-            f"{trainer.world_size}: give --trainer.devices (processes per node) and --trainer.num_nodes (nodes) "
-            "as the launcher has them"
-        )
     return trainer.world_size > 1
 
 

@@ -232,6 +232,22 @@ def children_running_owsd(pid: int) -> list[int]:
     return found
 
 
+def test_analyze_on_two_torchrun_processes_writes_and_prints_what_one_process_does(workdir):
+    """Before: both ranks ran it into one output folder."""
+    from tests.conftest import MNIST_TINY_CONFIG
+
+    args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--analysis.keys.seed", "7"]
+    one = run_owsd([*args, "--out", "one"], cwd=workdir, env_extra=ONE_THREAD)
+    assert one.returncode == 0, one.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "owsd"]
+    two = subprocess.run([*command, *args, "--trainer.devices", "2", "--out", "two"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout == one.stdout
+    assert (workdir / "two" / "analysis.json").read_text() == (workdir / "one" / "analysis.json").read_text()
+
+
 @pytest.mark.parametrize("command", ["attack", "analyze", "predict", "report", "train-cloud"])
 def test_commands_that_run_on_rank_zero_alone_end_at_once_on_another_rank(workdir, monkeypatch, capsys, command):
     """Before: every rank of a launch ran them and wrote the same output folder."""
@@ -251,12 +267,10 @@ def test_a_spawning_strategy_is_refused_in_one_line(workdir, capsys):
 
 def test_a_launch_of_more_processes_than_the_trainer_counts_is_refused(monkeypatch):
     """Before: `torchrun --nproc-per-node 2` without `--trainer.devices 2` ran two whole commands, each alone."""
-    from owsd.distributed import several_processes
-
     monkeypatch.setenv("WORLD_SIZE", "2")
-    trainer = precompute_trainer({"accelerator": "cpu", "devices": 1}, 10)
     with pytest.raises(ConfigError, match="a launcher started 2 processes, but trainer.devices × trainer.num_nodes"):
-        several_processes(trainer)
+        precompute_trainer({"accelerator": "cpu", "devices": 1}, 10)
+    precompute_trainer({"accelerator": "cpu", "devices": 2}, 10)
 
 
 def test_a_sqlite_ledger_is_refused_under_several_nodes(workdir):

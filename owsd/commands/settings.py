@@ -93,7 +93,8 @@ def scratch_trainer_settings(objects: Namespace, precompute: Trainer | None = No
     """The `trainer:` section for the stages that run on rank 0 alone (`owsd.distributed`): one process on the
     device `precompute` gives rank 0, checkpoints and logs in a temporary folder, removed afterwards (only
     `owsd fit` writes under `trainer.default_root_dir`, so the newest folder there is always a fit's)."""
-    precompute = precompute or precompute_trainer(objects.trainer, objects.data.pipeline.precompute_timeout)
+    if precompute is None:  # a command on rank 0 alone: the Trainer only says which device is rank 0's
+        precompute = precompute_trainer(objects.trainer, objects.data.pipeline.precompute_timeout, launched=False)
     with tempfile.TemporaryDirectory(prefix="owsd-scratch-") as scratch:
         yield single_process_settings({**objects.trainer, "default_root_dir": scratch}, precompute)
 
