@@ -55,3 +55,17 @@ def test_the_same_state_saved_twice_is_the_same_bytes_and_the_owners_only(tmp_pa
     assert first.read_bytes() == second.read_bytes()  # torch.save to a path would name each archive after its file
     assert stat.S_IMODE(first.stat().st_mode) == OWNER_ONLY_FILE
     assert torch.equal(torch.load(second, weights_only=True, mmap=True)["weights"], state["weights"])
+
+
+def test_atomic_writes_of_one_pid_use_different_temporary_names(tmp_path, monkeypatch):
+    """Before: `.NAME.PID.tmp`, unique on one host only; two nodes' processes with one PID on a shared
+    filesystem (every rank wrote the cache's manifest) would write into each other's temporary file."""
+    moved = []
+    replace = os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda source, target: (moved.append(Path(source).name), replace(source, target))
+    )
+    for _ in range(2):
+        atomic_write(tmp_path / "manifest.json", lambda path: path.write_text("{}"))
+    assert len(set(moved)) == 2 and all(str(os.getpid()) in name for name in moved)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
