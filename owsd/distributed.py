@@ -85,7 +85,20 @@ def precompute_trainer(settings: dict[str, Any], timeout: float, launched: bool 
             f"{trainer.world_size}: give --trainer.devices (processes per node) and --trainer.num_nodes (nodes) "
             "as the launcher has them"
         )
+    if launched and trainer.world_size > 1 and restarts_meet_a_stale_store():
+        raise ConfigError(
+            "torchrun --max-restarts: start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment; "
+            "with the store torchrun shares by default, a restarted process reads the failed attempt's addresses "
+            "and waits until data.precompute_timeout (pytorch/pytorch#135712)"
+        )
     return trainer
+
+
+def restarts_meet_a_stale_store() -> bool:
+    """Whether `torchrun` may restart this process and hands it the store its rendezvous shares: seen here, a
+    restarted gloo group connects to the previous attempt's addresses and never forms."""
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    return restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
 
 
 def single_process_settings(settings: dict[str, Any], precompute: Trainer) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from owsd.distributed import (
 )
 from owsd.errors import ConfigError, KeyFileError
 from owsd.files import OWNER_ONLY_FILE, atomic_write, owner_only_folder
+from owsd.interrupts import stop_on_signals
 from owsd.pipeline import Pipeline, normalised_precision
 from owsd.precompute_batch import KnownEmbeddings, NoBatches, ScrambleAndAsk, SourceBatches
 
@@ -230,6 +231,12 @@ class PrecomputeModule(LightningModule):
             self.model.cloud.close()
 
     def on_predict_start(self) -> None:
+        # Lightning's SIGTERM handler, installed just before this hook, first tells the other ranks over a
+        # collective, inside the handler: with a rank that is gone, or one that got no signal, that waits until
+        # the timeout. Ours stops this process at once; the launcher stops the others (`torchrun`, `srun`), or
+        # rank 0 does (`stop_started_processes`), or they see it end (`watch_the_other_processes`). Lightning
+        # puts its saved handlers, ours, back when predict ends.
+        stop_on_signals()
         self._images, self._started, self._elapsed = 0, time.perf_counter(), 0.0
 
     def on_predict_batch_end(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], batch_idx: int) -> None:

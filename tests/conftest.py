@@ -55,6 +55,15 @@ def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.Comp
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def run_torchrun(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node 2 -m owsd ARGS --trainer.devices 2` (one BLAS thread each), as a
+    researcher runs a command on a 2-GPU server."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "owsd"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, *args, "--trainer.devices", "2"], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)  # fmt: skip
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

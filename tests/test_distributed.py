@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from owsd.components.ledger import KeyLedger
 from owsd.distributed import precompute_trainer
 from owsd.errors import ConfigError
 from owsd.precompute import PrecomputeModule, plan_work
-from tests.conftest import REPO, TINY_IMAGES, owsd_process, run_owsd, tiny_args
+from tests.conftest import MNIST_TINY_CONFIG, REPO, TINY_IMAGES, run_owsd, run_torchrun, tiny_args
 from tests.key_scan import assert_no_key_material, key_material
 from tests.test_precompute import assert_same_cache, cached
 
@@ -158,91 +157,13 @@ def test_a_node_that_never_comes_stops_rank_zero_within_the_timeout(workdir, pos
     assert "rank 0" in line and "data.precompute_timeout" in line and "1/2 clients joined" in line
 
 
-def test_a_killed_rank_stops_the_run_within_seconds_and_the_same_command_resumes_to_the_same_rows(workdir):
-    """Before: nothing bounded the other ranks' waits."""
-    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet",
-            "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.0",
-            "--data.precompute_batch_size", "2"]  # fmt: skip
-    args = tiny_args(workdir / "killed", *ONE_EPOCH, *slow, "--trainer.devices", "2")
-    with owsd_process(args, ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir) as rank0:
-        deadline = time.monotonic() + 120
-        while len(list((workdir / "killed" / "cache").glob("*/shard-*.pt"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        (rank1,) = children_running_owsd(rank0.pid)
-        os.kill(rank1, signal.SIGKILL)
-        killed = time.monotonic()
-        _, stderr = rank0.communicate(timeout=60)
-    assert time.monotonic() - killed < 15 and rank0.returncode != 0
-    assert len(owsd_lines(stderr)) == 1 and "Traceback" not in stderr, stderr[-2000:]
-    assert 0 < len(cached(workdir / "killed")) < 20, "the kill landed mid-way; finished shards kept"
-    resumed = run_owsd(args, cwd=workdir)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    same = [
-        "--data.scrambler.key_file",
-        str(workdir / "killed" / "keys" / "test.key"),
-        "--data.cloud",
-        "owsd.components.cloud.LocalCloud",
-        "--data.cloud.init_args.name",
-        "test_resnet",
-        "--data.cloud.init_args.weights",
-        "random",
-    ]  # fmt: skip  (what SlowLocalCloud answers, at full speed)
-    single_process_fit(workdir / "straight", *same, "--data.precompute_batch_size", "2")
-    assert_same_cache(cached(workdir / "killed"), cached(workdir / "straight"))
-
-
-def test_the_other_processes_stop_within_seconds_when_rank_zero_is_killed(workdir):
-    """Before: a process Lightning's launcher started computed its whole share alone, then waited at the end."""
-    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet",
-            "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.0",
-            "--data.precompute_batch_size", "2"]  # fmt: skip
-    args = tiny_args(workdir, *ONE_EPOCH, *slow, "--trainer.devices", "2")
-    with owsd_process(args, ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir) as rank0:
-        deadline = time.monotonic() + 120
-        while not list((workdir / "cache").glob("*/shard-*.pt")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        (rank1,) = children_running_owsd(rank0.pid)
-        rank0.kill()
-        killed = time.monotonic()
-        _, stderr = rank0.communicate(timeout=60)  # the pipe closes when rank 1, which shares it, has ended too
-    assert time.monotonic() - killed < 15 and not running(rank1)
-    assert f"owsd: stopped by rank 0 (pid {rank0.pid}) ended" in stderr, stderr[-2000:]
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` is alive (a zombie that nobody has reaped yet has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def children_running_owsd(pid: int) -> list[int]:
-    """The processes Lightning's launcher started from `pid` (the other ranks)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"owsd" in command:
-                found.append(int(entry.name))
-    return found
-
-
 def test_analyze_on_two_torchrun_processes_writes_and_prints_what_one_process_does(workdir):
     """Before: both ranks ran it into one output folder."""
-    from tests.conftest import MNIST_TINY_CONFIG
 
     args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--analysis.keys.seed", "7"]
     one = run_owsd([*args, "--out", "one"], cwd=workdir, env_extra=ONE_THREAD)
     assert one.returncode == 0, one.stderr[-2000:]
-    env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "owsd"]
-    two = subprocess.run([*command, *args, "--trainer.devices", "2", "--out", "two"], cwd=workdir, env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    two = run_torchrun([*args, "--out", "two"], cwd=workdir)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout == one.stdout
     assert (workdir / "two" / "analysis.json").read_text() == (workdir / "one" / "analysis.json").read_text()

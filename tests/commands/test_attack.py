@@ -13,7 +13,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.security.assessment_keys import AssessmentKeys
 from owsd.security.budget import key_budget
 from owsd.security.curves import Curve
-from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+from tests.conftest import MNIST_TINY_CONFIG, run_owsd, run_torchrun
 from tests.key_scan import assert_no_key_material, key_material
 
 ATTACKS = {
@@ -147,3 +147,20 @@ def test_an_output_folder_with_results_is_never_overwritten(attack_run):
     result = run_owsd(["attack", "--config", str(MNIST_TINY_CONFIG), *overrides], cwd=attack_run)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+
+
+def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_does(tmp_path):
+    """Before: both ranks of a launch ran the suite into one output folder."""
+    args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--attack.attacks", "[clustering, label_leakage]",
+            "--attack.defences", "[]"]  # fmt: skip
+    # One BLAS thread in both: another count may change a last float bit (the launch sets one per process).
+    one = run_owsd([*args, "--out", "one"], cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = run_torchrun([*args, "--out", "two"], cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout == one.stdout
+    written = sorted((tmp_path / "two").iterdir())
+    assert [path.name for path in written] == sorted(path.name for path in (tmp_path / "one").iterdir())
+    for result in written:
+        if result.name != "config.yaml":  # it records the launch: --trainer.devices 2, --out two
+            assert result.read_bytes() == (tmp_path / "one" / result.name).read_bytes(), result.name

@@ -1,7 +1,9 @@
 """`owsd predict` end to end on the CI config: the same answers as the IIN on the cached pairs, and refusals."""
 
 import json
+import re
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
 from owsd.errors import CloudUnavailableError
 from owsd.iin_module import IINModule
-from tests.conftest import TINY_IMAGES, row_caches, run_owsd, tiny_args
+from tests.conftest import TINY_IMAGES, row_caches, run_owsd, run_torchrun, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,17 @@ def test_predict_takes_the_best_checkpoint_of_the_newest_fit_by_itself(fitted, c
     args.remove("--ckpt_path")
     main(args)
     assert f"checkpoint {checkpoint} (the newest fit's best)" in caplog.text
+
+
+def test_predict_on_two_torchrun_processes_writes_and_prints_what_one_process_does(fitted):
+    """Before: both ranks of a launch sent every image and wrote one output folder."""
+    workdir, checkpoint = fitted
+    # One BLAS thread in both: another count may change a last float bit (the launch sets one per process).
+    one = run_owsd(predict_args(workdir, checkpoint, TINY_IMAGES, out="one"), env_extra={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = run_torchrun(predict_args(workdir, checkpoint, TINY_IMAGES, out="two"), cwd=workdir)
+    assert two.returncode == 0, two.stderr[-2000:]
+    drop_speed = partial(re.sub, r" in [\d.]+ s \([\d.]+ images/s\)", "")
+    assert drop_speed(two.stdout) == drop_speed(one.stdout) and two.stdout.count("20 images") == 1
+    for name in ("predictions.json", "predictions.csv"):
+        assert (workdir / "two" / name).read_text() == (workdir / "one" / name).read_text()
