@@ -67,7 +67,7 @@ class ModelSpec:
             return f"random-seed0-timm{timm.__version__}"
         if self.weights == HUB:
             if self.name.startswith(HF_HUB_PREFIX):
-                return f"hub-{self.name}"
+                return f"hub-{self.name if '@' in self.name else f'{self.name}@{_hub_revision(self.name)}'}"
             return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
         return f"sha256-{_file_sha256(self._weights_path())[:16]}"
 
@@ -119,6 +119,24 @@ class ModelSpec:
                 raise ConfigError(f"package {package} ships no .pth weights file")
             return files[0]
         return Path(self.weights)
+
+
+@cache
+def _hub_revision(name: str) -> str:
+    """The commit an unpinned `hf-hub:org/name` loads: the one its `main` points at in the local hub cache (what
+    timm takes offline), else the hub's. Its weights may change under the same name; the commit names them."""
+    import huggingface_hub
+
+    repo = name.removeprefix(HF_HUB_PREFIX)
+    cached = huggingface_hub.try_to_load_from_cache(repo, "config.json")
+    if isinstance(cached, str):  # …/snapshots/<commit>/config.json
+        return Path(cached).parent.name
+    try:
+        return huggingface_hub.model_info(repo).sha
+    except Exception as error:  # no internet, an unknown or private repository
+        raise DataError(
+            f"cannot find which commit of {name} to load ({type(error).__name__}): pin one as {name}@<commit>"
+        ) from None
 
 
 @cache

@@ -246,7 +246,10 @@ class HFImageSource(ImageSource):
             raise DataError(f"cannot read image {self.split}/{index} of dataset {self.path!r}: {error}") from None
 
     def _location(self) -> dict[str, Any]:
-        return {"path": self.path, "split": self.split, "fingerprint": getattr(self.dataset, "_fingerprint", "")}
+        location = {"path": self.path, "split": self.split, "fingerprint": getattr(self.dataset, "_fingerprint", "")}
+        if self.image_column != "img":  # only when set, so caches made before it counted stay valid
+            location["image_column"] = self.image_column
+        return location
 
 
 def hf_provenance(path: str, split: str) -> str:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from owsd.components.timm_models import ModelSpec
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, DataError
 
 
 def test_unknown_model_name_is_named_with_suggestions():
@@ -58,3 +58,32 @@ def test_corrupt_weights_file_is_named(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match=r"cannot read weights file .*broken\.pth"):
         ModelSpec("test_resnet", str(path)).build()
+
+
+def test_an_unpinned_hub_model_is_named_by_the_commit_it_loads(tmp_path, monkeypatch):
+    """Before: `hf-hub:org/name` named its cache by the name alone, whose weights the hub may replace."""
+    import huggingface_hub
+
+    from owsd.components import timm_models
+
+    def cached_commit(commit: str) -> str:
+        timm_models._hub_revision.cache_clear()
+        repo = tmp_path / "models--org--encoder"
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        return ModelSpec("hf-hub:org/encoder").weights_id
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert cached_commit("a" * 40) == f"hub-hf-hub:org/encoder@{'a' * 40}"
+    assert cached_commit("b" * 40) != f"hub-hf-hub:org/encoder@{'a' * 40}", "new weights, another cache"
+    assert ModelSpec("hf-hub:org/encoder@v1.0").weights_id == "hub-hf-hub:org/encoder@v1.0", "pinned: as given"
+
+    def offline(*args, **kwargs):
+        raise OSError("no internet")
+
+    timm_models._hub_revision.cache_clear()
+    monkeypatch.setattr(huggingface_hub, "model_info", offline)
+    with pytest.raises(DataError, match=r"which commit of hf-hub:org/other to load .* hf-hub:org/other@<commit>"):
+        ModelSpec("hf-hub:org/other").weights_id

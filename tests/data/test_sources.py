@@ -98,6 +98,23 @@ def test_hugging_face_dataset_from_a_local_copy(tmp_path):
         HFImageSource(str(tmp_path / "cifar"), label_column="fine_label").items
 
 
+def test_a_dataset_read_through_another_image_column_names_another_cache(tmp_path):
+    """Before: the identity left `image_column` out, so two columns of one dataset shared cached rows."""
+    import datasets
+
+    folder = ImageFolderSource(TINY_IMAGES)
+    images = [Image.open(TINY_IMAGES / image_id) for image_id, _ in folder.items]
+    features = datasets.Features(
+        {"img": datasets.Image(), "flipped": datasets.Image(), "label": datasets.Value("int64")}
+    )
+    table = {"img": images, "flipped": [image.transpose(Image.FLIP_LEFT_RIGHT) for image in images],
+             "label": [label for _, label in folder.items]}  # fmt: skip
+    datasets.Dataset.from_dict(table, features=features).save_to_disk(tmp_path / "two")
+    default, flipped = (HFImageSource(str(tmp_path / "two"), image_column=column) for column in ("img", "flipped"))
+    assert flipped.identity != default.identity
+    assert "image_column" not in default.identity, "the default column keeps caches made before it counted"
+
+
 def test_imagenet_folders_take_imagenet_1k_indices(tmp_path):
     from timm.data import ImageNetInfo
 
