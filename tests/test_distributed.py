@@ -83,6 +83,30 @@ def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(work
     assert two.stdout == one.stdout and two.stdout.count("OWSD test accuracy") == 1
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
     assert len(list((workdir / "two" / "runs" / "lightning_logs").iterdir())) == 1, "one fit, on rank 0"
+    # the README's sbatch line, `srun owsd fit … --trainer.devices 2` on one node, with srun's environment
+    tasks = srun(tiny_args(workdir / "srun", *ONE_EPOCH, *same_key, "--trainer.devices", "2"), cwd=workdir)
+    assert [task.returncode for task in tasks] == [0, 0], tasks[0].stderr[-2000:] + tasks[1].stderr[-2000:]
+    assert tasks[0].stdout == one.stdout and tasks[1].stdout == ""
+    assert_same_cache(cached(workdir / "srun"), cached(workdir / "one"))
+
+
+def srun(args: list[str], cwd: Path, tasks: int = 2) -> list[subprocess.CompletedProcess]:
+    """`owsd ARGS` as `srun --ntasks-per-node TASKS` starts it on one node: one process per task, with the
+    variables SLURM gives each (no SLURM here; Lightning's `SLURMEnvironment` reads exactly these)."""
+    slurm = {"SLURM_NTASKS": str(tasks), "SLURM_NTASKS_PER_NODE": str(tasks), "SLURM_NNODES": "1",
+             "SLURM_NODEID": "0", "SLURM_JOB_NAME": "owsd", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "127.0.0.1",
+             "MASTER_PORT": str(free_port())}  # fmt: skip
+    started = []
+    for task in range(tasks):
+        env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD, **slurm,
+               "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)}  # fmt: skip
+        started.append(subprocess.Popen([sys.executable, "-m", "owsd", *args], cwd=cwd, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    finished = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=240)
+        finished.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return finished
 
 
 def test_run_with_one_batch_over_two_ranks_records_each_repetition_once(workdir):
