@@ -66,6 +66,7 @@ def plan_work(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> Wor
     cache = pipeline.cache
     missing = set(cache.missing(pipeline.image_ids(positions)))
     todo = [position for position in dict.fromkeys(positions) if pipeline.source.items[position][0] in missing]
+    todo = [todo[i] for i in pipeline.scramblers()[0].rotation_order(todo)]  # all encoders rotate alike
     size = pipeline.precompute_batch_size
     batches = [todo[start : start + size] for start in range(0, len(todo), size)]
     log.info(

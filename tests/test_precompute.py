@@ -180,3 +180,18 @@ def test_another_cloud_reuses_the_embeddings_runs_no_encoder_and_stores_the_same
         assert torch.equal(reused[image_id]["embedding"], first.fields["embedding"][row])
     (key,) = ledger_keys(workdir / "reused")
     assert (key.exposed, key.resends) == (20, 20), "the other cloud was sent every image, and the ledger knows"
+
+
+def test_rotating_keys_are_precomputed_one_key_after_the_other(tmp_path):
+    """Before: batches in source order mixed every key, so each batch built (and kept) most keys' generators."""
+    from lightning.pytorch import Trainer
+
+    from owsd.components.scrambler import Defences
+    from owsd.precompute import plan_work
+    from tests.test_pipeline import tiny_pipeline
+
+    pipeline = tiny_pipeline(tmp_path).with_defences(Defences(rotate_every=10))  # batches of 8
+    work = plan_work(pipeline, list(range(20)), Trainer(accelerator="cpu", logger=False))
+    rotations = [pipeline.scramblers()[0].rotation_of(batch) for batch in work.batches]
+    assert [len(batch) for batch in work.batches] == [8, 8, 4]
+    assert all(len(set(keys)) <= 2 for keys in rotations) and sum(rotations, []) == sorted(sum(rotations, []))

@@ -8,6 +8,10 @@ keys rotate) and adds the defences this project measures beyond the paper:
 - `rotate_every` K: a new key for every K images, so an adversary sees at most K per key. Images are
   dealt to keys in a keyed random order of the source (as a user submitting in an order unrelated to the
   labels would); in the source's own order, a sorted dataset would let key changes mark label boundaries.
+  Precompute submits them in that order (`rotation_order`), one key after the other, as a user rotating
+  every K submissions does: a batch of B then needs at most ⌈B/K⌉ + 1 generators (two when K ≥ B), and a
+  scrambler keeps only those of its last batch, so device memory stays flat however many keys rotate (each
+  generator is ≈ 78 MB at 256 px and 512 channels).
 
 The randomness of noise and dropout is drawn per image from the key and the image's id: unpredictable to
 the cloud, yet reproducible, so the cache stays valid and an attack can regenerate exactly what was sent.
@@ -114,7 +118,7 @@ class Scrambler(nn.Module):
 
     def generator(self, rotation: int, device: torch.device | None = None) -> ScramblingGenerator:
         """The generator of key number `rotation` (without rotation, 0: the paper's single key), built on
-        `device` (where the embeddings are) the first time it is needed."""
+        `device` (where the embeddings are) when it is not kept from the last batch."""
         name = str(rotation)
         if name not in self.generators:
             rotating = self.settings.defences.rotate_every is not None  # then even block 0 gets a fresh key
@@ -123,6 +127,15 @@ class Scrambler(nn.Module):
                 self.key.derive(context), self.embedding_dim, self.settings.size, self.settings.channels, device
             )
         return self.generators[name]
+
+    def rotation_order(self, positions: list[int]) -> list[int]:
+        """Indices into `positions` in the order their keys rotate (as given without rotation): a batch of B
+        cut in this order holds at most ⌈B/K⌉ + 1 keys."""
+        if not self.settings.defences.rotate_every or not positions:
+            return list(range(len(positions)))
+        self.rotation_of(positions)  # checks the range
+        rank = self._keyed_source_order
+        return sorted(range(len(positions)), key=lambda index: rank[positions[index]])
 
     def rotation_of(self, positions: list[int]) -> list[int]:
         """Key number of each source position: its rank in a keyed shuffle of the source, per block of K."""
@@ -166,6 +179,8 @@ class Scrambler(nn.Module):
         """The uint8 images sent for these embeddings; `positions` (in the source) pick the rotating key."""
         z = self.perturb(embeddings, image_ids)
         rotations = self.rotation_of(positions)
+        for name in [name for name in self.generators if int(name) not in rotations]:
+            del self.generators[name]  # memory flat in the number of keys: only this batch's are kept
         if len(set(rotations)) <= 1:  # one key for the whole batch: no scatter
             pixels = self.generator(rotations[0] if rotations else 0, z.device).to_pixels(z)
             return ScrambledImages(pixels, self.key.fingerprint, tuple(image_ids))

@@ -81,10 +81,12 @@ def scramble(
     settings: ScramblerSettings | None = None,
     key: Key | None = None,
 ) -> torch.Tensor:
-    """The uint8 images `scrambler_for(pipeline, settings, key)` sends for these embeddings."""
+    """The uint8 images `scrambler_for(pipeline, settings, key)` sends for these embeddings, computed in the order
+    its keys rotate (each key's generator built once) and returned in the order given."""
     scrambler = scrambler_for(pipeline, settings, key)
-    parts = [
-        scrambler.scramble(embeddings[i : i + _CHUNK], image_ids[i : i + _CHUNK], positions[i : i + _CHUNK]).pixels
-        for i in range(0, len(image_ids), _CHUNK)
-    ]
-    return torch.cat(parts)
+    order = scrambler.rotation_order(positions)
+    parts = []
+    for start in range(0, len(order), _CHUNK):
+        rows = order[start : start + _CHUNK]
+        parts.append(scrambler.scramble(embeddings[rows], [image_ids[i] for i in rows], [positions[i] for i in rows]))
+    return torch.cat([part.pixels for part in parts])[torch.tensor(order).argsort()]
