@@ -8,7 +8,10 @@ scrambler, always fp32 with autocast and TF32 off, to uint8), `cloud` (the key l
 then preprocess + classifier + softmax) and `cache write` (a cache shard of both vectors). Every stage is the
 owsd `Pipeline`'s own part, so the figures are precompute's. ideal = 1 / the sum of the stages' seconds per image;
 pipeline = images/s of the end-to-end loop (loader → encoder → generator → cloud → cache write); ratio =
-pipeline / ideal (above 1 when the loader's workers hide the decoding). `bf16` autocasts the encoder and the
+pipeline / ideal (above 1 when the loader's workers hide the decoding). shipped = images/s of the path owsd
+runs, `fill_cache` on `precompute_trainer` (Lightning's `trainer.predict`, owsd's loader and shards) over a fresh
+cache of batch × batches images, as its predict loop logs it (models built and workers started before the loop);
+shipped wall = the same over the whole call, building and planning included. `bf16` autocasts the encoder and the
 cloud only; fp32 leaves torch's defaults (cuDNN may use TF32 for their convolutions). On CUDA, models and
 inputs are channels_last.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import sys
@@ -41,7 +45,9 @@ from owsd.components.generator import ScrambledImages
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
 from owsd.data.synthetic import SyntheticSource
+from owsd.distributed import precompute_trainer
 from owsd.pipeline import Pipeline, autocast
+from owsd.precompute import fill_cache
 
 MODEL_SETS = {  # encoder, cloud, scrambled image side
     "uc1": ("resnet101", "legacy_xception", 256),
@@ -195,6 +201,44 @@ def measure(stages: Stages, source: SyntheticSource, batch_size: int, args: argp
     return {"stages": stages, "pipeline": pipeline_rate, "ideal": ideal, "ratio": pipeline_rate / ideal}
 
 
+def shipped(stages: Stages, batch_size: int, args: argparse.Namespace, scratch: Path) -> dict[str, float]:
+    """Images/s of the shipped precompute (see the module's docstring): its predict loop, and the whole call."""
+    pipeline = stages.pipeline.replace(
+        cache_dir=scratch / f"shipped-{stages.precision}-{batch_size}", precompute_batch_size=batch_size,
+        num_workers=args.num_workers, precision=stages.precision,
+    )  # fmt: skip
+    device = stages.device
+    devices = [device.index or 0] if device.type == "cuda" else 1
+    settings = {"accelerator": device.type, "devices": devices, "precision": stages.precision}
+    trainer = precompute_trainer({**settings, "enable_progress_bar": False}, timeout=600)
+    logged: list[float] = []
+    reporter = logging.getLogger("owsd.precompute")
+    listener = LoopRate(logged)
+    reporter.addHandler(listener)
+    level, reporter.level = reporter.level, logging.INFO
+    try:
+        started = time.perf_counter()
+        fill_cache(pipeline, list(range(batch_size * args.batches)), trainer)
+        wall = time.perf_counter() - started
+    finally:
+        reporter.removeHandler(listener)
+        reporter.setLevel(level)
+    (loop,) = logged
+    return {"shipped": loop, "shipped_wall": batch_size * args.batches / wall}
+
+
+class LoopRate(logging.Handler):
+    """Collects the images/s of precompute's `rank R precomputed N images in S s (X images/s)` line."""
+
+    def __init__(self, rates: list[float]) -> None:
+        super().__init__(logging.INFO)
+        self.rates = rates
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("rank ") and " precomputed " in record.getMessage():
+            self.rates.append(float(record.args[-1]))
+
+
 def refuse(message: str) -> None:
     """One line on stderr and exit 2: the machine cannot run what was asked."""
     print(f"gpu.py: error: {message}", file=sys.stderr)
@@ -217,12 +261,13 @@ def check_device(device: torch.device, precisions: list[str]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as plain text, images/s in every column but the ratio."""
     header = f"{'models':8}{'precision':>10}{'batch':>7}" + "".join(f"{s:>13}" for s in STAGES)
-    header += f"{'pipeline':>11}{'ideal':>11}{'ratio':>7}"
+    header += f"{'pipeline':>11}{'ideal':>11}{'ratio':>7}{'shipped':>10}{'shipped wall':>14}"
     lines = [header, "-" * len(header)]
     for row in rows:
         line = f"{row['models']:8}{row['precision']:>10}{row['batch_size']:>7}"
         line += "".join(f"{row['stages'][s]:13.1f}" for s in STAGES)
-        lines.append(line + f"{row['pipeline']:11.1f}{row['ideal']:11.1f}{row['ratio']:7.3f}")
+        line += f"{row['pipeline']:11.1f}{row['ideal']:11.1f}{row['ratio']:7.3f}"
+        lines.append(line + f"{row['shipped']:10.1f}{row['shipped_wall']:14.1f}")
     return "\n".join(lines)
 
 
@@ -266,10 +311,12 @@ def main(argv: list[str] | None = None) -> None:
                 for batch_size in args.batch_sizes:
                     row = {"models": models, "precision": precision, "batch_size": batch_size}
                     row.update(measure(stages, source, batch_size, args))
+                    row.update(shipped(stages, batch_size, args, Path(scratch)))
                     rows.append(row)
                     print(
                         f"gpu.py: {models} {precision} batch {batch_size}: pipeline {row['pipeline']:.1f} images/s, "
-                        f"ideal {row['ideal']:.1f}, ratio {row['ratio']:.3f}",
+                        f"ideal {row['ideal']:.1f}, ratio {row['ratio']:.3f}, shipped {row['shipped']:.1f} "
+                        f"({row['shipped_wall']:.1f} over the whole call)",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -46,10 +46,12 @@ def test_tiny_cpu_run_measures_every_stage_of_every_configuration(tmp_path):
         ideal = 1 / sum(1 / rate for rate in row["stages"].values())
         assert row["ideal"] == pytest.approx(ideal, rel=1e-6) and row["pipeline"] > 0
         assert 0 < row["ratio"] <= 1.5 and row["ratio"] == pytest.approx(row["pipeline"] / row["ideal"])
+        assert 0 < row["shipped_wall"] < row["shipped"], "the shipped predict loop, and the whole call around it"
 
     table = result.stdout.splitlines()
     header = next(line for line in table if line.startswith("models"))
-    assert all(word in header for word in ("decode", "encoder", "generator", "cloud", "cache write", "ideal", "ratio"))
+    words = ("decode", "encoder", "generator", "cloud", "cache write", "ideal", "ratio", "shipped", "shipped wall")
+    assert all(word in header for word in words)
     assert sum(line.startswith("tiny") for line in table) == 4
     log = [line for line in result.stderr.splitlines() if line.startswith("gpu.py: tiny")]
     assert len(log) == 4 and all("images/s" in line and "ratio" in line for line in log)
