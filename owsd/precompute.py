@@ -93,8 +93,8 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
     through the predict loop: rank 0 decides the work there, once the processes have met, and each takes
     every N-th batch; they meet again at the end, when every shard is on disk.
     """
-    work = None
-    if not several_processes(trainer):
+    work, distributed = None, several_processes(trainer)
+    if not distributed:
         work = plan_work(pipeline, positions, trainer)
         if not work.batches:
             return
@@ -107,7 +107,7 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
         raise
     finally:
         module.close()
-    if several_processes(trainer):
+    if distributed:
         meet(trainer.strategy, "owsd-precompute-end")
     pipeline.cache.refresh()  # every process's shards are on disk now
 
