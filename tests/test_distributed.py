@@ -136,6 +136,13 @@ def test_two_nodes_give_the_single_process_table_and_count_each_image_once_in_a_
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
     (key,) = KeyLedger(postgres_url, "test").keys()
     assert (key.exposed, key.resends) == (20, 0)
+    # Before: `run` on two nodes recorded every repetition on both, then rank 1 crashed and rank 0 hung.
+    run = tiny_args(workdir / "two", *ONE_EPOCH, *shared, "--trainer.num_nodes", "2", "--trainer.strategy", "ddp",
+                    "--experiment.seeds=[0,1]", "--out", str(workdir / "out"), subcommand="run")  # fmt: skip
+    node0, node1 = torchrun_nodes([run, run], cwd=workdir)
+    assert node0.returncode == 0 and node1.returncode == 0, node0.stderr[-2000:] + node1.stderr[-2000:]
+    assert len((workdir / "out" / "runs.jsonl").read_text().splitlines()) == 2 and node1.stdout == ""
+    assert not (workdir / "out.partial").exists() and "resuming" not in node1.stderr
 
 
 @pytest.mark.parametrize(

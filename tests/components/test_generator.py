@@ -60,3 +60,16 @@ def test_weights_are_frozen():
 def test_rejects_sizes_that_are_not_powers_of_two():
     with pytest.raises(ValueError, match="power of two"):
         ScramblingGenerator(Key.generate(), EMBEDDING_DIM, image_size=100)
+
+
+def test_the_torch_floor_has_the_api_exact_arithmetic_calls():
+    """Before: the package allowed torch>=2.2, but `exact_arithmetic` sets torch.backends.cudnn.conv.fp32_precision,
+    which torch 2.9 introduced."""
+    import re
+
+    from packaging.version import Version
+
+    from tests.conftest import REPO
+
+    (floor,) = re.findall(r'"torch>=([\d.]+)"', (REPO / "pyproject.toml").read_text())
+    assert Version(floor) >= Version("2.9") and hasattr(torch.backends.cudnn.conv, "fp32_precision")
