@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -43,10 +44,27 @@ def row_caches(cache_dir: Path) -> list[Path]:
     return sorted(folder for folder in Path(cache_dir).iterdir() if folder.name != "embeddings")
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (a server's, or a rendezvous's)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def owsd_process(args: list[str], env_extra: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds), with `env_extra` set."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "owsd", *args], env=env, text=True, **kwargs)
+
+
+def torchrun_process(
+    launcher_args: list[str], args: list[str], env_extra: dict[str, str] | None = None, **kwargs
+) -> subprocess.Popen:
+    """`torchrun LAUNCHER_ARGS -m owsd ARGS` in a fresh process, one BLAS thread per worker (another count may
+    change a last float bit of what is compared with one process), with `env_extra` set."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    command = [sys.executable, "-m", "torch.distributed.run", *launcher_args, "-m", "owsd", *args]
+    return subprocess.Popen(command, env=env, text=True, **kwargs)
 
 
 def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
@@ -58,10 +76,11 @@ def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.Comp
 def run_torchrun(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node 2 -m owsd ARGS --trainer.devices 2` (one BLAS thread each), as a
     researcher runs a command on a 2-GPU server."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "owsd"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*launcher, *args, "--trainer.devices", "2"], env=env, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)  # fmt: skip
+    launcher = ["--standalone", "--nproc-per-node", "2"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with torchrun_process(launcher, [*args, "--trainer.devices", "2"], **pipes, **kwargs) as process:
+        stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture

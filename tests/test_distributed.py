@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,16 @@ from owsd.components.ledger import KeyLedger
 from owsd.distributed import precompute_trainer
 from owsd.errors import ConfigError
 from owsd.precompute import PrecomputeModule, plan_work
-from tests.conftest import MNIST_TINY_CONFIG, REPO, TINY_IMAGES, run_owsd, run_torchrun, tiny_args
+from tests.conftest import (
+    MNIST_TINY_CONFIG,
+    REPO,
+    TINY_IMAGES,
+    free_port,
+    run_owsd,
+    run_torchrun,
+    tiny_args,
+    torchrun_process,
+)
 from tests.key_scan import assert_no_key_material, key_material
 from tests.test_precompute import assert_same_cache, cached
 
@@ -33,22 +41,13 @@ ONE_EPOCH = ["--trainer.max_epochs", "1"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def torchrun_nodes(node_args: list[list[str]], cwd: Path, timeout: float = 240) -> list[subprocess.CompletedProcess]:
     """`torchrun --nnodes N --node_rank i --nproc-per-node 1` around `owsd`, one launcher per simulated node."""
-    port, env = free_port(), {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
-    launchers = []
+    port, launchers = free_port(), []
     for rank, args in enumerate(node_args):
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(node_args)), "--node_rank",
-                   str(rank), "--nproc-per-node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-                   "-m", "owsd", *args]  # fmt: skip
-        launchers.append(subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE))  # fmt: skip
+        launcher = ["--nnodes", str(len(node_args)), "--node_rank", str(rank), "--nproc-per-node", "1",
+                    "--master_addr", "127.0.0.1", "--master_port", str(port)]  # fmt: skip
+        launchers.append(torchrun_process(launcher, args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     finished = []
     for launcher in launchers:
         stdout, stderr = launcher.communicate(timeout=timeout)

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from owsd.distributed import precompute_trainer
 from owsd.errors import ConfigError
-from tests.conftest import REPO, owsd_process, run_owsd, tiny_args
+from tests.conftest import REPO, owsd_process, run_owsd, tiny_args, torchrun_process
 from tests.test_distributed import ONE_EPOCH, ONE_THREAD, owsd_lines, single_process_fit
 from tests.test_precompute import assert_same_cache, cached
 
@@ -55,11 +54,8 @@ def uninterrupted(tmp_path_factory) -> tuple[list[str], dict]:
 
 def torchrun(args: list[str], *launcher_args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     """`torchrun --standalone --nproc-per-node 2 LAUNCHER_ARGS -m owsd ARGS`, in its own process group."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD, **(env_extra or {})}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               *launcher_args, "-m", "owsd", *args]  # fmt: skip
-    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    return torchrun_process(["--standalone", "--nproc-per-node", "2", *launcher_args], args, env_extra,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
 
 
 def workers_by_rank(launcher: int) -> dict[int, int]:
@@ -156,7 +152,11 @@ def test_a_signal_to_torchrun_or_to_one_rank_stops_every_rank_within_seconds_kee
     assert time.monotonic() - stopped < 15 and launcher.returncode != 0
     assert not any(running(pid) for pid in ranks.values())
     # torchrun passes the signal it got on to both; otherwise it sends SIGTERM to the rank that is left
-    assert owsd_lines(stderr) == [f"owsd: stopped by {name}"] * 2, stderr[-2000:]
+    lines = owsd_lines(stderr)
+    assert lines == [f"owsd: stopped by {name}"] * 2, (
+        lines,
+        [line for line in stderr.splitlines() if "exitcode" in line],
+    )
     assert f'File "{REPO}' not in stderr, "torchrun's own traceback only"
     assert 0 < len(cached(workdir)) < 20, "finished shards kept"
 

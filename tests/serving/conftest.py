@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import uvicorn
 
 from owsd.components.cloud import LocalCloud
 from owsd.serving.server import ServedModel
+from tests.conftest import free_port
 
 MODEL = "test_efficientnet"  # a tiny timm classifier, random weights
 
@@ -43,12 +43,6 @@ def in_process(images: np.ndarray, batch_size: int) -> np.ndarray:
     client = LocalCloud(MODEL, "random").open()
     batches = [torch.from_numpy(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     return torch.cat([client._classify(batch) for batch in batches]).numpy()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
