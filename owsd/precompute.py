@@ -53,9 +53,9 @@ class Work:
 
 
 def plan_work(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> Work:
-    """The images at these positions that the cache lacks, in fixed batches in the given order (so a resumed run
-    cuts the same batches as an uninterrupted one and a grown selection sends only its new images), checked
-    against the key's budget. Runs on rank 0 (or the only process)."""
+    """The images at these positions that the cache lacks, in fixed batches in the given order, or in the order
+    their keys rotate (so a resumed run cuts the same batches as an uninterrupted one and a grown selection sends
+    only its new images), checked against the key's budget. Runs on rank 0 (or the only process)."""
     ledger, nodes = str(pipeline.scrambler.ledger_file), trainer.num_nodes
     if nodes > 1 and not ledger.startswith(POSTGRES_SCHEMES):
         raise ConfigError(

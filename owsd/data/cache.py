@@ -116,8 +116,7 @@ class PairCache:
             if not self.directory.exists():
                 raise
             return
-        text = json.dumps(self.description, indent=2, sort_keys=True)
-        atomic_write(self.directory / "manifest.json", lambda path: path.write_text(text), OWNER_ONLY_FILE)
+        self._write_manifest()
         log.info("cache %s: the cache %s renamed, as this owsd names it", self.directory, former.name)
 
     @classmethod
@@ -132,10 +131,12 @@ class PairCache:
     def prepare(self) -> None:
         """Create the directory (its owner's only: rows identify private images) and record what it holds."""
         owner_only_folder(self.directory)
-        manifest = self.directory / "manifest.json"
-        if not manifest.exists():
-            text = json.dumps(self.description, indent=2, sort_keys=True)
-            atomic_write(manifest, lambda p: p.write_text(text), OWNER_ONLY_FILE)
+        if not (self.directory / "manifest.json").exists():
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        text = json.dumps(self.description, indent=2, sort_keys=True)
+        atomic_write(self.directory / "manifest.json", lambda path: path.write_text(text), OWNER_ONLY_FILE)
 
     def missing(self, image_ids: list[str]) -> list[str]:
         present = self._ids()
