@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         print(usage(), file=sys.stdout if args else sys.stderr)
         sys.exit(0 if args else 2)
     if args[0] not in COMMANDS:
-        print(f"owsd: error: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        _say(f"owsd: error: unknown command {args[0]!r}\n\n{usage()}")
         sys.exit(2)
     if args[0] not in DISTRIBUTED and launched_as_other_rank():
         return
@@ -149,14 +149,21 @@ def main(argv: list[str] | None = None) -> None:
         command = importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}")
         command.main(args)
     except Interrupted as interrupt:
-        print(f"owsd: stopped by {interrupt}{_notes(interrupt)}", file=sys.stderr)
+        _say(f"owsd: stopped by {interrupt}{_notes(interrupt)}")
         sys.exit(interrupt.exit_code)
     except Exception as error:
         cause = user_error(error)
         if cause is None:
             raise
-        print(f"owsd: error: {cause}{_notes(error)}", file=sys.stderr)
+        _say(f"owsd: error: {cause}{_notes(error)}")
         sys.exit(2)
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write: `print` writes the text and its newline apart, and stderr passes each
+    write straight through, so the ranks of one launch sharing a terminal or pipe interleave their lines."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _notes(error: BaseException) -> str:

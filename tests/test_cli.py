@@ -3,8 +3,10 @@
 import importlib
 import re
 import shutil
+import signal
 import socket
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from owsd.commands.train_cloud import parser as train_cloud_parser
 from owsd.components.key import load_key
 from owsd.components.timm_models import ModelSpec
 from owsd.errors import ConfigError
+from owsd.interrupts import Interrupted
 from owsd.serving.client import RemoteCloud
 from tests.conftest import REPO, TINY_IMAGES, run_owsd, tiny_args
 from tests.key_scan import assert_no_key_material, key_material
@@ -73,6 +76,35 @@ def test_help_lists_every_command_under_the_name_owsd():
     assert "usage: owsd" in run_owsd(["fit", "--help"]).stdout
     unknown = run_owsd(["predictt"])
     assert unknown.returncode == 2 and "unknown command 'predictt'" in unknown.stderr
+
+
+class _Writes:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("raised", [Interrupted(signal.SIGINT), ConfigError("a bad setting")])
+def test_the_last_line_is_written_in_one_piece_so_the_lines_of_ranks_do_not_interleave(monkeypatch, raised):
+    """Before: `print` wrote the line and its newline apart; two ranks of one launch stopped at once printed
+    'owsd: stopped by SIGINTowsd: stopped by SIGINT' (CI, test_distributed_stops)."""
+
+    def stop(args):
+        raise raised
+
+    monkeypatch.setattr(importlib.import_module("owsd.commands.key"), "main", stop)
+    stderr = _Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with pytest.raises(SystemExit):
+        main(["keygen", "unused.key"])
+    (line,) = stderr.calls
+    assert line.startswith("owsd: ") and line.endswith("\n") and line.count("\n") == 1
 
 
 def test_piped_fit_prints_a_line_per_stage_and_the_table_without_progress_bars(workdir):
