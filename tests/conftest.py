@@ -83,6 +83,20 @@ def run_torchrun(args: list[str], timeout: float = 300, **kwargs) -> subprocess.
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def refusal(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """What `owsd ARGS`, run in this process, printed to stderr as it refused (exit 2). In this process because a
+    fresh one spends 5-15 s of a 2-core machine importing Lightning before it says its one line; the re-executing
+    entry point keeps its own tests (`run_owsd`)."""
+    from owsd.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    return err
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

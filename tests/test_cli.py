@@ -22,7 +22,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.errors import ConfigError
 from owsd.interrupts import Interrupted
 from owsd.serving.client import RemoteCloud
-from tests.conftest import REPO, TINY_IMAGES, run_owsd, tiny_args
+from tests.conftest import REPO, TINY_IMAGES, refusal, run_owsd, tiny_args
 from tests.key_scan import assert_no_key_material, key_material
 
 
@@ -53,8 +53,11 @@ def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, cap
         f"--trainer.logger.save_dir={workdir / 'runs'}",
     ]
     main(tiny_args(workdir, *wandb))
-    dump = run_owsd(tiny_args(workdir, "--print_config"))
-    assert dump.returncode == 0 and "key_file:" in dump.stdout
+    printed = capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(tiny_args(workdir, "--print_config"))
+    dump = capsys.readouterr()
+    assert exit_.value.code == 0 and "key_file:" in dump.out
     key = load_key(workdir / "keys" / "test.key")
     forms = key_material(key, ModelSpec("test_efficientnet", "random").embedding_dim, size=32, channels=64)
     written = [p for p in (workdir / "runs").rglob("*") if p.is_file()]
@@ -62,8 +65,7 @@ def test_key_never_reaches_config_dumps_checkpoints_or_logs(workdir, capsys, cap
     assert any(p.suffix == ".wandb" for p in written), "the wandb run was written offline"
     cache = [p for p in (workdir / "cache").rglob("*") if p.is_file()]
     assert any(p.suffix == ".bin" for p in cache), cache  # the cached rows themselves
-    captured = capsys.readouterr()
-    text = captured.out + captured.err + caplog.text + dump.stdout + dump.stderr
+    text = printed.out + printed.err + caplog.text + dump.out + dump.err
     assert_no_key_material(forms, written + cache, text)
     assert load_key(workdir / "keys" / "test.key").fingerprint in caplog.text  # named by fingerprint only
 
@@ -169,12 +171,10 @@ CASES += ["no images per label", "no batch"]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_gives_one_clear_error_and_leaves_no_shard(workdir, case):
+def test_bad_input_gives_one_clear_error_and_leaves_no_shard(workdir, case, capsys):
     overrides, message = bad_input_cases(workdir)[case]
-    result = run_owsd(tiny_args(workdir, *overrides))
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    stderr = refusal(tiny_args(workdir, *overrides), capsys)
+    assert message in stderr and "Traceback" not in stderr
     stored = [
         image_id for shard in (workdir / "cache").rglob("shard-*.pt") for image_id in torch.load(shard)["image_ids"]
     ]

@@ -57,13 +57,15 @@ def test_tiny_cpu_run_measures_every_stage_of_every_configuration(tmp_path):
     assert len(log) == 4 and all("images/s" in line and "ratio" in line for line in log)
 
 
-def test_cuda_is_refused_in_one_line_when_there_is_none(tmp_path):
+def test_cuda_is_refused_in_one_line_when_there_is_none(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run("--device", "cuda", "--tiny", "--out", str(tmp_path / "gpu.json"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "CUDA" in lines[0] and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        load_script().main(["--device", "cuda", "--tiny", "--out", str(tmp_path / "gpu.json")])
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA" in lines[0] and "Traceback" not in stderr
     assert not (tmp_path / "gpu.json").exists()
 
 

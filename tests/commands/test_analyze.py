@@ -8,7 +8,7 @@ from PIL import Image
 
 from owsd.cli import main
 from owsd.components.ledger import DEFAULT_LEDGER, KeyLedger
-from tests.conftest import MNIST_TINY_CONFIG, run_owsd
+from tests.conftest import MNIST_TINY_CONFIG, refusal
 
 FIGURES = {"top1_intersection", "top5_intersection", "top1_confidence_drop", "top5_confidence_drop"}
 FIGURES |= {"entropy_plain", "entropy_scrambled", "relu_zero_fraction", "pixel_std", "images"}
@@ -38,8 +38,8 @@ def test_analyze_writes_figures_pngs_and_logs_them(workdir, capsys):
     assert "relu_zero_fraction" in capsys.readouterr().out
 
 
-def test_analyze_without_plaintext_answers_says_which_setting_to_change(workdir):
+def test_analyze_without_plaintext_answers_says_which_setting_to_change(workdir, capsys):
     args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--out", "analysis", "--data.plaintext_baseline", "false"]
-    result = run_owsd(args)
-    assert result.returncode == 2 and "data.plaintext_baseline: true" in result.stderr
-    assert "Traceback" not in result.stderr and not (workdir / "analysis").exists()
+    stderr = refusal(args, capsys)
+    assert "data.plaintext_baseline: true" in stderr
+    assert "Traceback" not in stderr and not (workdir / "analysis").exists()

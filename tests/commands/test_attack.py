@@ -13,7 +13,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.security.assessment_keys import AssessmentKeys
 from owsd.security.budget import key_budget
 from owsd.security.curves import Curve
-from tests.conftest import MNIST_TINY_CONFIG, run_owsd, run_torchrun
+from tests.conftest import MNIST_TINY_CONFIG, refusal, run_owsd, run_torchrun
 from tests.key_scan import assert_no_key_material, key_material
 
 ATTACKS = {
@@ -104,16 +104,15 @@ def test_results_hold_no_key_subkey_or_generator_weights(attack_run):
     assert_no_key_material(forms, list((attack_run / "results").iterdir()))
 
 
-def test_a_cloud_outside_the_process_is_refused_unless_the_user_accepts_it(tmp_path):
+def test_a_cloud_outside_the_process_is_refused_unless_the_user_accepts_it(workdir, capsys):
     remote = ["--data.cloud", "owsd.serving.client.RemoteCloud", "--data.cloud.init_args.url", "http://127.0.0.1:9"]
     remote += ["--data.cloud.init_args.model", "cifar", "--data.plaintext_baseline", "false"]
-    args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--out", str(tmp_path / "out"), *remote]
-    refused = run_owsd([*args, "--attack.keys.seed", "null"], cwd=tmp_path)
-    assert refused.returncode == 2 and "--attack.keys.remote_cloud true" in refused.stderr, refused.stderr
-    assert "would send" in refused.stderr and "Traceback" not in refused.stderr
-    public = run_owsd([*args, "--attack.keys.remote_cloud", "true"], cwd=tmp_path)  # the fixture's seed: public keys
-    assert public.returncode == 2 and "attack.keys.seed" in public.stderr and "must never leave" in public.stderr
-    assert not (tmp_path / "out").exists() and not (tmp_path / ".owsd").exists()
+    args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--out", str(workdir / "out"), *remote]
+    refused = refusal([*args, "--attack.keys.seed", "null"], capsys)
+    assert "--attack.keys.remote_cloud true" in refused and "would send" in refused and "Traceback" not in refused
+    public = refusal([*args, "--attack.keys.remote_cloud", "true"], capsys)  # the fixture's seed: public keys
+    assert "attack.keys.seed" in public and "must never leave" in public
+    assert not (workdir / "out").exists() and not (workdir / ".owsd").exists()
 
 
 def bad_cases(existing: Path) -> dict[str, tuple[list[str], str]]:
@@ -131,21 +130,22 @@ def bad_cases(existing: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize(
     "case", ["unknown attack", "margin", "too many pairs", "unknown defence", "bad defence", "no images"]
 )
-def test_bad_settings_give_one_clear_error_and_write_nothing(attack_run, tmp_path, case):
+def test_bad_settings_give_one_clear_error_and_write_nothing(attack_run, tmp_path, monkeypatch, capsys, case):
     overrides, message = bad_cases(attack_run / "results")[case]
     out = tmp_path / "out"
-    result = run_owsd(["attack", "--config", str(MNIST_TINY_CONFIG), "--out", str(out), *overrides], cwd=attack_run)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    monkeypatch.chdir(attack_run)
+    stderr = refusal(["attack", "--config", str(MNIST_TINY_CONFIG), "--out", str(out), *overrides], capsys)
+    assert message in stderr and "Traceback" not in stderr and stderr.count("error:") == 1, stderr
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
-def test_an_output_folder_with_results_is_never_overwritten(attack_run):
+def test_an_output_folder_with_results_is_never_overwritten(attack_run, monkeypatch, capsys):
     results = attack_run / "results"
     before = {p.name: p.read_bytes() for p in results.iterdir()}
     overrides, message = bad_cases(results)["results present"]
-    result = run_owsd(["attack", "--config", str(MNIST_TINY_CONFIG), *overrides], cwd=attack_run)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.chdir(attack_run)
+    stderr = refusal(["attack", "--config", str(MNIST_TINY_CONFIG), *overrides], capsys)
+    assert message in stderr and "Traceback" not in stderr
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
 
 

@@ -16,7 +16,7 @@ from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
 from owsd.errors import CloudUnavailableError
 from owsd.iin_module import IINModule
-from tests.conftest import TINY_IMAGES, row_caches, run_owsd, run_torchrun, tiny_args
+from tests.conftest import TINY_IMAGES, refusal, row_caches, run_owsd, run_torchrun, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +57,25 @@ def test_predict_answers_as_the_iin_does_on_the_cached_test_pairs(fitted, capsys
         assert top["probability"] == pytest.approx(float(probabilities.max()), abs=1e-4)
 
 
-def test_predict_refuses_another_key_a_missing_key_and_unreadable_images(fitted, tmp_path):
+def test_predict_refuses_another_key_a_missing_key_and_unreadable_images(fitted, tmp_path, capsys):
     workdir, checkpoint = fitted
     other = tmp_path / "other"
     other.mkdir()
-    run_owsd(["keygen", str(other / "keys" / "test.key")])
+    main(["keygen", str(other / "keys" / "test.key")])
     (other / "cache").symlink_to(workdir / "cache")
-    result = run_owsd(predict_args(other, checkpoint, TINY_IMAGES))
-    assert result.returncode == 2 and "was trained for another key (data.scrambler.key_file)" in result.stderr
-    result = run_owsd(predict_args(tmp_path / "nokey", checkpoint, TINY_IMAGES))
-    assert result.returncode == 2 and "test.key does not exist" in result.stderr
+    assert "was trained for another key (data.scrambler.key_file)" in refusal(
+        predict_args(other, checkpoint, TINY_IMAGES), capsys
+    )
+    assert "test.key does not exist" in refusal(predict_args(tmp_path / "nokey", checkpoint, TINY_IMAGES), capsys)
     assert not (tmp_path / "nokey" / "keys").exists()
     broken = tmp_path / "images"
     shutil.copytree(TINY_IMAGES, broken)
     (broken / "cat" / "broken.png").write_bytes(b"not a png")
-    result = run_owsd(predict_args(workdir, checkpoint, broken, out="refused"))
-    assert result.returncode == 2 and "cannot read image" in result.stderr and "broken.png" in result.stderr
-    assert "Traceback" not in result.stderr and not (workdir / "refused").exists()
-    result = run_owsd(predict_args(workdir, checkpoint, tmp_path / "missing", out="refused"))
-    assert result.returncode == 2 and "missing does not exist" in result.stderr
+    stderr = refusal(predict_args(workdir, checkpoint, broken, out="refused"), capsys)
+    assert "cannot read image" in stderr and "broken.png" in stderr
+    assert "Traceback" not in stderr and not (workdir / "refused").exists()
+    missing = refusal(predict_args(workdir, checkpoint, tmp_path / "missing", out="refused"), capsys)
+    assert "missing does not exist" in missing
 
 
 @pytest.mark.parametrize("setting", ["--batch_size", "--top_k"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from owsd.cli import main
-from tests.conftest import MNIST_TINY_CONFIG, owsd_process, run_owsd
+from tests.conftest import MNIST_TINY_CONFIG, owsd_process, refusal, run_owsd
 
 SEEDS_AND_SIZES = ["--experiment.protocol=uc5", "--experiment.seeds=[0,1]", "--experiment.train_per_label=[2,5]"]
 BROKEN_RECIPE = '--experiment.recipes=[{"name": "broken", "lr": -1.0}]'  # Adam refuses it: the fit crashes
@@ -77,19 +77,19 @@ def test_the_report_shows_failed_seeds_as_missing_and_draws_figure_2(runs, tmp_p
     assert not (tmp_path / "report" / "figure2-mnist-tiny-broken.png").exists()
 
 
-def test_the_report_refuses_two_experiments_in_one_row_and_a_folder_that_is_not_a_run(runs, tmp_path):
-    result = run_owsd(["report", str(runs / "first"), str(runs / "again"), "--out", str(tmp_path / "r")])
-    assert result.returncode == 2 and "both fill row 'mnist_tiny' of uc5" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
-    result = run_owsd(["report", str(tmp_path), "--out", str(tmp_path / "r")])
-    assert result.returncode == 2 and "is not a run folder of `owsd run`: run.json is missing" in result.stderr
-    result = run_owsd(["report", str(runs / "first" / "runs.jsonl"), "--out", str(tmp_path / "r")])  # a file
-    assert result.returncode == 2 and "runs.jsonl is not a run folder of `owsd run`: it is a file" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+def test_the_report_refuses_two_experiments_in_one_row_and_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
+    stderr = refusal(["report", str(runs / "first"), str(runs / "again"), "--out", str(tmp_path / "r")], capsys)
+    assert "both fill row 'mnist_tiny' of uc5" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "r").exists()
+    stderr = refusal(["report", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
+    assert "is not a run folder of `owsd run`: run.json is missing" in stderr
+    stderr = refusal(["report", str(runs / "first" / "runs.jsonl"), "--out", str(tmp_path / "r")], capsys)  # a file
+    assert "runs.jsonl is not a run folder of `owsd run`: it is a file" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "r").exists()
 
 
 def test_a_run_of_owsd_alone_is_reported_with_the_baselines_of_the_same_config_on_the_same_images(
-    runs, tmp_path, monkeypatch
+    runs, tmp_path, monkeypatch, capsys
 ):
     """What the regime search does per encoder: one run measures the baselines, the others only OWSD."""
     monkeypatch.chdir(runs)
@@ -105,9 +105,9 @@ def test_a_run_of_owsd_alone_is_reported_with_the_baselines_of_the_same_config_o
     (borrowed,) = [line for line in text.splitlines() if line.startswith("| uc5 | alone, 5/label")]
     assert borrowed.split("|")[3:] == mine.split("|")[3:]  # OWSD, the best local baseline and the gain
     assert "- `alone`: MnistSource; encoders" in text and "baselines that send nothing from `again`" in text
-    result = run_owsd(["report", str(runs / "alone"), "--out", str(tmp_path / "lone")])
-    assert result.returncode == 2 and "alone measures no baseline that sends nothing" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "lone").exists()
+    stderr = refusal(["report", str(runs / "alone"), "--out", str(tmp_path / "lone")], capsys)
+    assert "alone measures no baseline that sends nothing" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "lone").exists()
 
 
 @pytest.mark.parametrize(
@@ -121,14 +121,13 @@ def test_a_run_of_owsd_alone_is_reported_with_the_baselines_of_the_same_config_o
         ("--experiment.ensemble_sizes=[2]", "ensemble_sizes=[2] but data.encoders lists 1"),
     ],
 )
-def test_bad_experiment_settings_fail_in_one_line_before_any_work(workdir, override, message):
-    result = run_owsd(["run", "--config", str(MNIST_TINY_CONFIG), override, "--out", "out"])
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+def test_bad_experiment_settings_fail_in_one_line_before_any_work(workdir, capsys, override, message):
+    stderr = refusal(["run", "--config", str(MNIST_TINY_CONFIG), override, "--out", "out"], capsys)
+    assert message in stderr and "Traceback" not in stderr
     assert not Path("out").exists() and not Path(".owsd/cache").exists()
 
 
-def test_the_encoder_head_is_scored_where_the_labels_are_its_classes_and_refused_elsewhere(workdir):
+def test_the_encoder_head_is_scored_where_the_labels_are_its_classes_and_refused_elsewhere(workdir, capsys):
     from PIL import Image
     from timm.data import ImageNetInfo
 
@@ -146,8 +145,10 @@ def test_the_encoder_head_is_scored_where_the_labels_are_its_classes_and_refused
     (record,) = records(workdir / "head")
     assert record["labels"] == [wnids[1], wnids[7], wnids[42]]
     assert 0 <= record["methods"]["encoder_head"]["top1"] <= record["methods"]["encoder_head"]["top5"] == 1.0
-    result = run_owsd(["run", "--config", str(MNIST_TINY_CONFIG), "--experiment.encoder_head=true", "--out", "x"])
-    assert result.returncode == 2 and "head has 1000 classes but the source has 10 labels" in result.stderr
+    stderr = refusal(
+        ["run", "--config", str(MNIST_TINY_CONFIG), "--experiment.encoder_head=true", "--out", "x"], capsys
+    )
+    assert "head has 1000 classes but the source has 10 labels" in stderr
 
 
 def without_timings(value):

@@ -14,14 +14,18 @@ from owsd.data.digits import MnistSource
 from owsd.data.selection import CloudSplit, LabelSubset, SplitSettings
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
-from tests.conftest import REPO, run_owsd
+from tests.conftest import REPO, refusal, run_owsd
 
 CONFIG = REPO / "lightning_configs" / "offline" / "clouds" / "mnist_cnn_2000.yaml"
 TINY = ["--data.cloud_split.images_per_label", "6", "--model.width", "4", "--trainer.max_epochs", "2"]
 
 
+def train_cloud_args(out: Path, *overrides: str) -> list[str]:
+    return ["train-cloud", "--config", str(CONFIG), *TINY, *overrides, "--out", str(out)]
+
+
 def train_cloud(out: Path, *overrides: str):
-    return run_owsd(["train-cloud", "--config", str(CONFIG), *TINY, *overrides, "--out", str(out)])
+    return run_owsd(train_cloud_args(out, *overrides))
 
 
 @pytest.fixture(scope="module")
@@ -100,28 +104,27 @@ def test_nested_cloud_splits_take_the_first_images_of_one_order():
          "image folder /nonexistent does not exist"),
     ],
 )  # fmt: skip
-def test_bad_settings_are_one_error_and_write_nothing(tmp_path, overrides, message):
-    result = train_cloud(tmp_path / "out", *overrides)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.iterdir())
+def test_bad_settings_are_one_error_and_write_nothing(workdir, capsys, overrides, message):
+    stderr = refusal(train_cloud_args(workdir / "out", *overrides), capsys)
+    assert message in stderr and "Traceback" not in stderr
+    assert not list(workdir.iterdir())
 
 
-def test_a_source_without_labelled_images_is_one_error_and_writes_nothing(tmp_path):
-    (tmp_path / "images" / "cat").mkdir(parents=True)  # a class folder, but no image in it
-    folder = ["--data.source", "owsd.data.sources.ImageFolderSource", "--data.source.root", str(tmp_path / "images")]
-    result = train_cloud(tmp_path / "out", *folder)
-    assert result.returncode == 2 and "holds no images" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+def test_a_source_without_labelled_images_is_one_error_and_writes_nothing(workdir, capsys):
+    (workdir / "images" / "cat").mkdir(parents=True)  # a class folder, but no image in it
+    folder = ["--data.source", "owsd.data.sources.ImageFolderSource", "--data.source.root", str(workdir / "images")]
+    stderr = refusal(train_cloud_args(workdir / "out", *folder), capsys)
+    assert "holds no images" in stderr and "Traceback" not in stderr
+    assert not (workdir / "out").exists() and not (workdir / "out.partial").exists()
 
 
 @pytest.mark.parametrize("command", ["run", "analyze", "attack"])
-def test_a_split_taking_images_the_cloud_saw_is_one_error_before_anything_is_written(trained, workdir, command):
+def test_a_split_taking_images_the_cloud_saw_is_one_error_before_anything_is_written(trained, workdir, capsys, command):
     in_domain = REPO / "lightning_configs" / "offline" / "mnist_same_labels.yaml"
-    result = run_owsd([command, "--config", str(in_domain), "--data.cloud.init_args.checkpoint",
-                       str(trained / "cloud.ckpt"), "--data.split.reserved_for_cloud", "null", "--out", "out"])  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "data.split takes 60 images that data.cloud was trained on" in result.stderr
-    assert "reserved_for_cloud" in result.stderr and not list(workdir.iterdir())  # no key, cache or output folder
+    stderr = refusal([command, "--config", str(in_domain), "--data.cloud.init_args.checkpoint",
+                      str(trained / "cloud.ckpt"), "--data.split.reserved_for_cloud", "null", "--out", "out"], capsys)  # fmt: skip
+    assert "data.split takes 60 images that data.cloud was trained on" in stderr and "Traceback" not in stderr
+    assert "reserved_for_cloud" in stderr and not list(workdir.iterdir())  # no key, cache or output folder
 
 
 def test_the_same_training_again_is_the_same_cloud_and_finds_the_same_cache(trained, tmp_path):

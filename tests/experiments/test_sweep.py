@@ -99,13 +99,13 @@ def test_a_bad_sweep_is_one_error_naming_the_file_and_the_problem(tmp_path, text
     assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
 
 
-def test_the_command_line_reports_a_bad_sweep_in_one_line(tmp_path):
-    from tests.conftest import run_owsd
+def test_the_command_line_reports_a_bad_sweep_in_one_line(tmp_path, capsys):
+    from tests.conftest import refusal
 
     (tmp_path / "bad.yaml").write_text("method: grid\n")
-    result = run_owsd(["sweep", str(tmp_path / "bad.yaml"), "--trials", "2", "--out", str(tmp_path / "out")])
-    assert result.returncode == 2 and result.stderr.startswith("owsd: error: ") and "bad.yaml" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    stderr = refusal(["sweep", str(tmp_path / "bad.yaml"), "--trials", "2", "--out", str(tmp_path / "out")], capsys)
+    assert stderr.startswith("owsd: error: ") and "bad.yaml" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     assert os.listdir(tmp_path) == ["bad.yaml"]
 
 
