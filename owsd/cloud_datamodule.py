@@ -1,7 +1,5 @@
 """The data module of `owsd train-cloud`: a source's `cloud_split`, loaded once, served to the cloud's classifier."""
 
-from __future__ import annotations
-
 import logging
 from functools import cached_property
 
@@ -12,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from owsd.components.preprocess import Preprocess
 from owsd.data.selection import CloudSplit, Split
 from owsd.data.sources import ImageSource
-from owsd.errors import ConfigError
+from owsd.ranges import Count, check_arguments
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +33,12 @@ class CloudTrainingData(LightningDataModule):
         self,
         source: ImageSource,
         cloud_split: CloudSplit = CloudSplit(),
-        image_size: int = 256,
-        input_size: int = 32,
-        batch_size: int = 64,
+        image_size: Count = 256,
+        input_size: Count = 32,
+        batch_size: Count = 64,
     ) -> None:
+        check_arguments(CloudTrainingData.__init__, locals(), "data")
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size} must be ≥ 1")
         self.source, self.cloud_split = source, cloud_split
         self.image_size, self.input_size, self.batch_size = image_size, input_size, batch_size
         self.images: dict[str, TensorDataset] = {}

@@ -1,7 +1,5 @@
 """The LightningModule of `owsd train-cloud`: trains the cloud's classifier, as the paper trained its CIFAR clouds."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
@@ -12,6 +10,7 @@ from timm.data import resolve_data_config
 
 from owsd.components.timm_models import RANDOM, ModelSpec
 from owsd.components.trained_cloud import SMALL_CNN, build_classifier
+from owsd.ranges import Count, NonNegativeInt, NonNegativeNumber, PositiveNumber, check_arguments
 
 SMALL_CNN_NORMALISATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -34,16 +33,17 @@ class CloudClassifierModule(LightningModule):
         self,
         architecture: str = SMALL_CNN,
         weights: str | None = None,
-        width: int = 32,
-        input_size: int = 32,
+        width: Count = 32,
+        input_size: Count = 32,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        patience: int = 3,
+        lr: PositiveNumber = 1e-3,
+        weight_decay: NonNegativeNumber = 1e-4,
+        patience: NonNegativeInt = 3,
         num_classes: int | None = None,
         classes: list[str] | None = None,
     ) -> None:
+        check_arguments(CloudClassifierModule.__init__, locals(), "model")
         super().__init__()
         if architecture != SMALL_CNN:
             ModelSpec(architecture, weights or RANDOM)  # an unknown name or missing weights file fails before any work

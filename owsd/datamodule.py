@@ -1,7 +1,5 @@
 """The LightningDataModule: a split of the pipeline's images, read from its cache, served to the IIN."""
 
-from __future__ import annotations
-
 import copy
 import math
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
 from owsd.pipeline import DEFAULT_PRECOMPUTE_TIMEOUT, Pipeline
 from owsd.precompute import fill_cache
+from owsd.ranges import Count, NonNegativeInt, PositiveNumber, check_value
 
 
 class CachedPairs(Dataset):
@@ -52,7 +51,7 @@ class CachedPairs(Dataset):
         """One feature (or `label`) of every sample: a copy of that column only, for the local baselines."""
         return self.labels if name == "label" else self.table[name][self.rows, : self.widths[name]]
 
-    def first_columns(self, embedding: int, cloud: int) -> CachedPairs:
+    def first_columns(self, embedding: int, cloud: int) -> "CachedPairs":
         """The same samples with only the first `embedding` / `cloud` columns of those features."""
         narrowed = copy.copy(self)
         narrowed.widths = {**self.widths, "embedding": embedding, "cloud": cloud}
@@ -77,13 +76,13 @@ class OWSDDataModule(LightningDataModule):
         scrambler: ScramblerSettings,
         split: SplitSettings = SplitSettings(),
         plaintext_baseline: bool = False,
-        image_size: int = 256,
+        image_size: Count = 256,
         cache_dir: Path = Path(".owsd_cache"),
-        batch_size: int = 64,
-        precompute_batch_size: int = 32,
-        num_workers: int = 0,
+        batch_size: Count = 64,
+        precompute_batch_size: Count = 32,
+        num_workers: NonNegativeInt = 0,
         precision: str | int | None = None,
-        precompute_timeout: float = DEFAULT_PRECOMPUTE_TIMEOUT,
+        precompute_timeout: PositiveNumber = DEFAULT_PRECOMPUTE_TIMEOUT,
     ) -> None:
         pipeline = Pipeline(
             source, encoders, cloud, scrambler, plaintext_baseline, image_size, cache_dir,
@@ -92,20 +91,19 @@ class OWSDDataModule(LightningDataModule):
         self._init(pipeline, split, batch_size)
 
     @classmethod
-    def of(cls, pipeline: Pipeline, split: SplitSettings, batch_size: int = 64) -> OWSDDataModule:
+    def of(cls, pipeline: Pipeline, split: SplitSettings, batch_size: Count = 64) -> "OWSDDataModule":
         """A data module over an existing pipeline (another split, another pipeline's defences)."""
         data = cls.__new__(cls)
         data._init(pipeline, split, batch_size)
         return data
 
-    def _init(self, pipeline: Pipeline, split: SplitSettings, batch_size: int) -> None:
+    def _init(self, pipeline: Pipeline, split: SplitSettings, batch_size: Count) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size} must be ≥ 1")
+        check_value("data.batch_size", batch_size, Count)
         self.pipeline, self.split_settings, self.batch_size = pipeline, split, batch_size
         self.pairs: dict[str, CachedPairs] = {}
 
-    def with_split(self, split: SplitSettings) -> OWSDDataModule:
+    def with_split(self, split: SplitSettings) -> "OWSDDataModule":
         """The same pipeline (and cache) with another split."""
         return OWSDDataModule.of(self.pipeline, split, self.batch_size)
 
@@ -169,7 +167,7 @@ class OWSDDataModule(LightningDataModule):
         for name, positions in (("train", split.train), ("val", split.val), ("test", split.test)):
             self.pairs[name] = self.read_pairs(positions)
 
-    def with_first_encoders(self, count: int) -> OWSDDataModule:
+    def with_first_encoders(self, count: int) -> "OWSDDataModule":
         """The IIN's data on the first `count` encoders (use case 4), served from this one's cache.
 
         Encoder i's scrambled image and cloud answer depend only on its own subkey, so they are the same in

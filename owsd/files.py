@@ -3,14 +3,19 @@ private images (cache rows, the key ledger) that only their owner can read, what
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from owsd.errors import ConfigError
+
 OWNER_ONLY_FILE, OWNER_ONLY_FOLDER = 0o600, 0o700
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: Path, write: Any, mode: int | None = None) -> None:
@@ -61,6 +66,15 @@ def read_json_lines(path: Path) -> list[Any]:
     return rows
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read a megabyte at a time (packs and weights are too large to read at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def owner_only_folder(path: Path) -> Path:
     """`path` (and any missing parents) as a folder only its owner can list, read or enter."""
     for folder in reversed([path, *path.parents]):  # the folders it creates are its owner's too
@@ -68,3 +82,49 @@ def owner_only_folder(path: Path) -> Path:
             folder.mkdir(mode=OWNER_ONLY_FOLDER, exist_ok=True)  # mode & ~umask: never more than 0700
     os.chmod(path, OWNER_ONLY_FOLDER)  # one made earlier, or under a lax umask
     return path
+
+
+def check_writable(path: Path, setting: str, folder: bool = True) -> None:
+    """Refuse, in one line naming `setting`, a path owsd would create or write but cannot: a file where a folder
+    goes (or the reverse), or a nearest existing folder the user may not write (permissions, a read-only
+    filesystem). Checked before anything is created, so a refused run leaves no key, ledger or cache behind."""
+    try:
+        _check_writable(path, setting, folder)
+    except PermissionError as error:  # a folder on the way the user may not enter
+        raise ConfigError(f"{setting}: cannot reach {error.filename or path} (permission denied)") from None
+
+
+def _check_writable(path: Path, setting: str, folder: bool) -> None:
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{setting}: {path} is {'a file, not a folder' if folder else 'a folder, not a file'}")
+    existing = path if path.exists() and folder else path.parent
+    while not existing.exists():  # where the missing folders would be created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{setting}: {existing} is a file, so {path} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        why = "it is on a read-only filesystem" if read_only else "you may not write in it"
+        raise ConfigError(f"{setting}: cannot write in {existing} ({why}); choose a folder you can write")
+
+
+def set_aside(paths: list[Path], error: BaseException, consequence: str) -> None:
+    """Damaged files owsd can make again, renamed `*.damaged` (kept for inspection), and one warning naming the
+    first, the cause and what happens instead (`consequence`: "its images are computed again")."""
+    for path in paths:
+        if path.exists():
+            os.replace(path, path.with_name(f"{path.name}.damaged"))
+    cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    log.warning("%s is damaged (%s): set aside as %s.damaged; %s", paths[0], cause, paths[0].name, consequence)
+
+
+def read_record(path: Path, consequence: str) -> Any | None:
+    """A JSON record of finished work (None if there is none); a damaged one is set aside and read as none,
+    so the work it recorded is done again."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        set_aside([path], error, consequence)
+        return None

@@ -1,7 +1,6 @@
 """The LightningModule that trains the IIN on cached pairs and reports the paper's metrics."""
 
-from __future__ import annotations
-
+import hashlib
 from typing import Any
 
 import torch
@@ -12,9 +11,32 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from owsd.components.iin import IINInput, InternalInferenceNetwork, iin_features
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, DataError
+from owsd.ranges import Count, Decay, Fraction, NonNegativeInt, PositiveNumber, check_arguments
 
 PLAINTEXT_CLOUD = "cloud_plaintext"  # metric prefix of the cloud's own accuracy on unscrambled images
+
+
+STATE_DIGEST = "owsd_state_sha256"
+
+
+def state_digest(checkpoint: dict[str, Any]) -> str:
+    """sha256 over every tensor of a checkpoint's weights and optimizer state, with where each sits."""
+    digest = hashlib.sha256()
+
+    def visit(where: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(where.encode())
+            digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                visit(f"{where}/{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(f"{where}/{index}", item)
+
+    visit("", {name: checkpoint.get(name) for name in ("state_dict", "optimizer_states")})
+    return digest.hexdigest()
 
 
 class IINModule(LightningModule):
@@ -39,11 +61,11 @@ class IINModule(LightningModule):
     def __init__(
         self,
         iin_input: IINInput = "embedding+cloud",
-        hidden_size: int = 512,
-        dropout: float = 0.5,
-        lr: float = 1e-4,
-        lr_decay: float = 0.95,
-        patience: int = 5,
+        hidden_size: Count = 512,
+        dropout: Fraction = 0.5,
+        lr: PositiveNumber = 1e-4,
+        lr_decay: Decay = 0.95,
+        patience: NonNegativeInt = 5,
         input_dim: int | None = None,
         num_classes: int | None = None,
         cloud_classes_known: bool = False,
@@ -52,6 +74,7 @@ class IINModule(LightningModule):
         contract: dict[str, Any] | None = None,
         classes: list[str] | None = None,
     ) -> None:
+        check_arguments(IINModule.__init__, locals(), "model")
         super().__init__()
         self.save_hyperparameters()
         self.iin_input = iin_input
@@ -86,6 +109,15 @@ class IINModule(LightningModule):
                 self.metrics[f"{target}_top{k}"] = MulticlassAccuracy(hp.num_classes, top_k=top_k, average="micro")
             outputs = hp.cloud_outputs or hp.num_classes
             self.metrics[f"plaintext_top{k}"] = MulticlassAccuracy(outputs, top_k=min(k, outputs), average="micro")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[STATE_DIGEST] = state_digest(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Torch reads a checkpoint with a flipped byte in a weight without a word: its digest tells."""
+        recorded = checkpoint.get(STATE_DIGEST)  # checkpoints before it have none
+        if recorded is not None and recorded != state_digest(checkpoint):
+            raise DataError("its weights or optimizer state are not those it was saved with (the file is damaged)")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.iin(iin_features(batch, self.iin_input))

@@ -23,11 +23,14 @@ from owsd.components.cloud import Cloud, CloudClient, InProcessCloud
 from owsd.components.encoder import Encoder
 from owsd.components.key import Key, load_or_create_key
 from owsd.components.ledger import KeyLedger, configured_budget
+from owsd.components.ledger_stores import POSTGRES_SCHEMES, SqliteStore
 from owsd.components.scrambler import Defences, Scrambler, ScramblerSettings
 from owsd.components.timm_models import ModelSpec, has_preprocessing_marks, without_preprocessing_marks
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageSource
 from owsd.errors import ConfigError
+from owsd.files import check_writable
+from owsd.ranges import Count, NonNegativeInt, PositiveNumber, check_arguments
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,18 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype)
 
 
+def check_paths(cache_dir: Path, scrambler: ScramblerSettings) -> None:
+    """The cache folder, a key file to be created and a SQLite ledger can be written: checked before any of
+    them is created, so a refused run leaves none behind."""
+    check_writable(cache_dir, "data.cache_dir")
+    key_file = Path(scrambler.key_file)
+    if key_file.is_dir() or (scrambler.create_key and not key_file.exists()):
+        check_writable(key_file, "data.scrambler.key_file", folder=False)
+    if not str(scrambler.ledger_file).startswith(POSTGRES_SCHEMES):
+        check_writable(Path(scrambler.ledger_file), "data.scrambler.ledger_file", folder=False)
+        SqliteStore(Path(scrambler.ledger_file)).check()
+
+
 class Pipeline:
     """Private images → (embedding, cloud vector) under one key, and the services every command needs for it.
 
@@ -104,14 +119,15 @@ class Pipeline:
         cloud: Cloud,
         scrambler: ScramblerSettings,
         plaintext_baseline: bool = False,
-        image_size: int = 256,
+        image_size: Count = 256,
         cache_dir: Path = Path(".owsd_cache"),
-        precompute_batch_size: int = 32,
-        num_workers: int = 0,
+        precompute_batch_size: Count = 32,
+        num_workers: NonNegativeInt = 0,
         precision: str | int | None = FULL_PRECISION,
-        precompute_timeout: float = DEFAULT_PRECOMPUTE_TIMEOUT,
+        precompute_timeout: PositiveNumber = DEFAULT_PRECOMPUTE_TIMEOUT,
         assessment: str | None = None,
     ) -> None:
+        check_arguments(Pipeline.__init__, locals(), "data")
         if not encoders:
             raise ConfigError("data.encoders: give at least one encoder")
         if plaintext_baseline and not isinstance(cloud, InProcessCloud):
@@ -131,12 +147,9 @@ class Pipeline:
                 f"answers {len(cloud.classes)} classes {list(cloud.classes)[:10]} and the source has "
                 f"{len(source.classes)} labels {source.classes[:10]}"
             )
-        if precompute_batch_size < 1:
-            raise ConfigError(f"data.precompute_batch_size={precompute_batch_size} must be ≥ 1")
-        if not precompute_timeout > 0:
-            raise ConfigError(f"data.precompute_timeout={precompute_timeout} must be a number of seconds > 0")
+        check_paths(Path(cache_dir), scrambler)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        if not 0 <= num_workers <= cores:
+        if num_workers > cores:
             raise ConfigError(f"data.num_workers={num_workers}: give 0 (decode in the main process) to {cores}, "
                               f"the cores this process may use")  # fmt: skip
         self.settings = {

@@ -64,6 +64,9 @@ def plan_work(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> Wor
             "ledger (postgresql://user@host/db)"
         )
     cache = pipeline.cache
+    for store in [cache, *pipeline.embedding_caches]:
+        if store.directory.is_dir():
+            store.prepare()  # a damaged manifest is written anew, even when nothing is left to compute
     missing = set(cache.missing(pipeline.image_ids(positions)))
     todo = [position for position in dict.fromkeys(positions) if pipeline.source.items[position][0] in missing]
     todo = [todo[i] for i in pipeline.scramblers()[0].rotation_order(todo)]  # all encoders rotate alike

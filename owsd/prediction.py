@@ -25,7 +25,8 @@ def load_checkpoint(path: Path) -> IINModule:
     try:
         return IINModule.load_from_checkpoint(path, map_location="cpu")
     except Exception as error:  # noqa: BLE001  (torch and Lightning raise many kinds for a foreign file)
-        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit`: {error}") from None
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit` ({cause})") from None
 
 
 def check_contract(model: IINModule, pipeline: Pipeline, checkpoint: str | Path) -> None:

@@ -1,8 +1,11 @@
-"""Clouds with a twist, for tests: a spy, a slow one (to kill mid-way), and a broken one."""
+"""Clouds with a twist, for tests: a spy, a slow one (to kill mid-way), and a broken one; and IIN fits that crash."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -72,3 +75,25 @@ class NaNCloud(Cloud):
 class _NaN(CloudClient):
     def _classify(self, pixels: torch.Tensor) -> torch.Tensor:
         return torch.full((len(pixels), 10), float("nan"))
+
+
+CRASHING_LR = 0.000123  # an IIN recipe at this learning rate has a fit that crashes, under `crashing_fits`
+
+
+@contextmanager
+def crashing_fits() -> Iterator[None]:
+    """IIN fits at CRASHING_LR raise, as a recipe whose fit crashes would (its ranges all valid)."""
+    from owsd.iin_module import IINModule
+
+    original = IINModule.configure_optimizers
+
+    def configure(self: IINModule) -> Any:
+        if self.hparams.lr == CRASHING_LR:
+            raise RuntimeError("this recipe's fit crashes")
+        return original(self)
+
+    IINModule.configure_optimizers = configure
+    try:
+        yield
+    finally:
+        IINModule.configure_optimizers = original

@@ -159,7 +159,7 @@ def bad_input_cases(workdir):
             ["--data.cloud", "tests.helpers.NaNCloud"],
             "plaintext_baseline needs an in-process cloud",
         ),
-        "bad defence": (["--data.scrambler.defences.embedding_dropout", "1.0"], "embedding_dropout=1.0 must lie in"),
+        "bad defence": (["--data.scrambler.defences.embedding_dropout", "1.0"], "embedding_dropout=1.0 must be < 1"),
         "no images per label": (["--data.split.images_per_label", "0"], "data.split.images_per_label=0 must be ≥ 1"),
         "no batch": (["--data.batch_size", "0"], "data.batch_size=0 must be ≥ 1"),
     }

@@ -2,15 +2,22 @@
 rows, manifests and the key ledger 0600."""
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from owsd.cli import main
+from owsd.components.scrambler import ScramblerSettings
 from owsd.files import OWNER_ONLY_FILE, atomic_torch_save, atomic_write, owner_only_folder
-from tests.conftest import row_caches, tiny_args
+from owsd.pipeline import check_paths
+from tests.conftest import REPO, refusal, row_caches, tiny_args
 
 
 @pytest.fixture
@@ -69,3 +76,85 @@ def test_atomic_writes_of_one_pid_use_different_temporary_names(tmp_path, monkey
         atomic_write(tmp_path / "manifest.json", lambda path: path.write_text("{}"))
     assert len(set(moved)) == 2 and all(str(os.getpid()) in name for name in moved)
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+@pytest.mark.parametrize(
+    "setting, make",
+    [
+        ("data.cache_dir", lambda w: (w / "taken").write_text("a file")),
+        ("data.scrambler.key_file", lambda w: (w / "taken").mkdir()),
+        ("data.scrambler.ledger_file", lambda w: (w / "taken").mkdir()),
+        ("--out", lambda w: (w / "taken").write_text("a file")),
+    ],
+)
+def test_a_path_taken_by_the_wrong_kind_is_one_line_before_anything_is_created(workdir, capsys, setting, make):
+    """Before: `--data.cache_dir` naming a file ended in NotADirectoryError, after the key and the ledger were
+    created."""
+    make(workdir)
+    args = tiny_args(workdir, f"--{setting}" if setting != "--out" else "--out", str(workdir / "taken"))
+    stderr = refusal(["run", *args[1:]] if setting == "--out" else args, capsys)
+    assert f"{setting}: {workdir / 'taken'} is a" in stderr and "Traceback" not in stderr
+    assert sorted(path.name for path in workdir.iterdir()) == ["taken"]  # no key, ledger or cache
+
+
+def as_nobody(check) -> str:
+    """What `check()` raised (its message), run in a forked child that dropped root for user `nobody`."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: drop privileges, run the check, report, and never return into pytest
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            check()
+            os.write(write, b"no error")
+        except BaseException as error:  # noqa: BLE001 (whatever it was, the parent reports it)
+            os.write(write, f"{type(error).__name__}: {error}".encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    os.waitpid(child, 0)
+    return said
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root for another user")
+def test_a_folder_the_user_may_not_write_is_named_before_anything_is_created():
+    """Before: a cache folder the user could not write ended in PermissionError (as a non-root user)."""
+    base = Path(tempfile.mkdtemp(dir=Path(tempfile.gettempdir())))  # pytest's own folders are root's alone
+    base.chmod(0o755)
+    locked, shared = base / "locked", base / "shared"
+    locked.mkdir(mode=0o755)
+    shared.mkdir()
+    shared.chmod(0o777)
+    try:
+        check_as_nobody(locked, shared)
+    finally:
+        shutil.rmtree(base)
+
+
+def check_as_nobody(locked: Path, shared: Path) -> None:
+    scrambler = ScramblerSettings(key_file=shared / "k.key", create_key=True, ledger_file=str(shared / "l.sqlite"))
+    said = as_nobody(lambda: check_paths(locked / "cache", scrambler))
+    assert (
+        said
+        == f"ConfigError: data.cache_dir: cannot write in {locked} (you may not write in it); choose a folder you can write"
+    )
+    said = as_nobody(lambda: check_paths(shared / "cache", replace(scrambler, key_file=locked / "k.key")))
+    assert said.startswith(f"ConfigError: data.scrambler.key_file: cannot write in {locked}")
+    assert as_nobody(lambda: check_paths(shared / "cache", scrambler)) == "no error"
+    assert list(shared.iterdir()) == [] and list(locked.iterdir()) == []
+
+
+def test_a_read_only_filesystem_is_named(tmp_path):
+    """A read-only bind mount, in a user and mount namespace of its own (`unshare`)."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("no unshare here")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    check = f"from owsd.files import check_writable; check_writable(__import__('pathlib').Path('{folder}/cache'), 'data.cache_dir')"
+    script = f'mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && {sys.executable} -c "{check}"'
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert f"ConfigError: data.cache_dir: cannot write in {folder} (it is on a read-only filesystem)" in result.stderr

@@ -1,10 +1,8 @@
 """The `analysis:` section of a config (`owsd analyze`)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
-from owsd.errors import ConfigError
+from owsd.ranges import Count, check_ranges
 from owsd.security.assessment_keys import AssessmentKeys
 
 
@@ -18,13 +16,11 @@ class AnalysisSettings:
     keys: the fresh keys the analysis scrambles under (never the config's key file).
     """
 
-    grid_images: int = 16
+    grid_images: Count = 16
     pca_labels: list[str] | None = None
-    pca_images: int = 50
-    relu_images: int = 200
+    pca_images: Count = 50
+    relu_images: Count = 200
     keys: AssessmentKeys = AssessmentKeys()
 
     def __post_init__(self) -> None:
-        for name in ("grid_images", "pca_images", "relu_images"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"analysis.{name}={getattr(self, name)} must be at least 1")
+        check_ranges(self, "analysis")

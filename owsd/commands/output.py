@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from owsd.errors import ConfigError
+from owsd.files import check_writable
 from owsd.interrupts import HANDLED
 
 if TYPE_CHECKING:  # report and sweep write folders without loading torch
@@ -30,7 +31,9 @@ STARTED_UNDER = ".owsd-started-under.json"  # the pipeline contract (key, cloud,
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse a folder that already holds something (another run's results are never overwritten)."""
+    """Refuse a folder that already holds something (another run's results are never overwritten), or one that
+    cannot be made."""
+    check_writable(out, "--out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} already holds files (another run's results?); give a new or empty folder")
 

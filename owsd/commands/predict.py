@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-from jsonargparse.typing import PositiveInt
 from tqdm import tqdm
 
 from owsd.commands.output import OutputFolder
@@ -28,6 +27,7 @@ from owsd.data.sources import IMAGE_SUFFIXES, load_image
 from owsd.errors import ConfigError, DataError, KeyFileError
 from owsd.files import append_json_lines, atomic_write, read_json_lines
 from owsd.prediction import Predictor, check_contract, load_checkpoint
+from owsd.ranges import Count
 
 log = logging.getLogger("owsd")
 
@@ -42,8 +42,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--images", type=Path, nargs="+", required=True, help="image files or folders (searched deeply)"
     )
-    parser.add_argument("--top_k", type=PositiveInt, default=5, help="labels written per image")
-    parser.add_argument("--batch_size", type=PositiveInt, default=16, help="images embedded and sent together")
+    parser.add_argument("--top_k", type=Count, default=5, help="labels written per image")
+    parser.add_argument("--batch_size", type=Count, default=16, help="images embedded and sent together")
     parser.add_argument(
         "--device", type=str, default="auto", help="where the models run: auto (cuda if any), cpu, cuda, cuda:1"
     )

@@ -15,6 +15,7 @@ import uvicorn
 from owsd.components.timm_models import HUB
 from owsd.errors import ConfigError
 from owsd.interrupts import Interrupted
+from owsd.ranges import Count, Port, option
 from owsd.serving.server import DEFAULT_MAX_BODY_MB, ServedModel, create_app
 
 log = logging.getLogger(__name__)
@@ -28,15 +29,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--weights", default=HUB, help="pretrained, pypi, random or a state_dict file (as LocalCloud)")
     parser.add_argument("--name", help="model name in the URLs (default: --model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; loopback unless you mean to expose it")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--max_batch", type=int, default=64, help="largest batch one request may carry")
+    parser.add_argument("--port", type=option(Port), default=8080, help="0 picks a free port")
+    parser.add_argument("--max_batch", type=option(Count), default=64, help="largest batch one request may carry")
     parser.add_argument(
-        "--max_body_mb", type=int, default=DEFAULT_MAX_BODY_MB, help="largest request body, in MiB (larger: 413)"
+        "--max_body_mb",
+        type=option(Count),
+        default=DEFAULT_MAX_BODY_MB,
+        help="largest request body, in MiB (larger: 413)",
     )
     args = parser.parse_args(argv[1:])
-    for name in ("max_batch", "max_body_mb"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
     sock = _bind(args.host, args.port)  # first: a busy port fails before the model loads
     model = ServedModel.load(args.model, args.weights, args.name, args.max_batch, args.max_body_mb)
     host, port = sock.getsockname()[:2]

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from argparse import ArgumentParser, _SubParsersAction
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 from jsonargparse import ActionConfigFile, Namespace
-from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser
 
 from owsd.analysis.settings import AnalysisSettings
+from owsd.commands.parse_errors import one_line
 from owsd.components.iin import IINInput
 from owsd.datamodule import OWSDDataModule
 from owsd.distributed import precompute_trainer, single_process_settings
 from owsd.experiments.settings import ExperimentSettings
 from owsd.iin_module import IINModule
+from owsd.ranges import Count
 from owsd.security.settings import AttackSettings
 from owsd.threads import SMALL_MODEL_THREADS
 
@@ -28,12 +30,38 @@ from owsd.threads import SMALL_MODEL_THREADS
 class OWSDArgumentParser(LightningArgumentParser):
     """Reports a bad setting in one line (the name and what is wrong), not after a page of usage."""
 
+    def parse_args(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Namespace:
+        self._arguments = list(sys.argv[1:] if args is None else args)  # for the config files an error names
+        config = super().parse_args(args, *rest, **kwargs)
+        subcommand = config.get("subcommand")
+        trainer = config.get(f"{subcommand}.trainer" if subcommand else "trainer")
+        for name in ("max_epochs", "max_steps", "limit_train_batches"):
+            if trainer is not None and trainer.get(name) == 0:  # Lightning would train nothing and test it
+                self.error(f"trainer.{name}=0 trains nothing: give at least 1")
+        return config
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # a nested parser: its caller reports
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {message.strip()}\n(`{prog} --help` lists every setting)\n")
+        arguments = getattr(self, "_arguments", [])
+        subcommands = [a.choices for a in self._actions if isinstance(a, _SubParsersAction)]
+        if arguments and subcommands and arguments[0] in subcommands[0]:  # `owsd fit`, not `owsd`
+            prog = f"{prog} {arguments[0]}"
+        line = one_line(message.strip(), setting_names(self), arguments)
+        sys.stderr.write(f"{prog}: error: {line}\n(`{prog} --help` lists every setting)\n")
         self.exit(2)
+
+
+def setting_names(parser: ArgumentParser) -> list[str]:
+    """Every setting a parser and its subcommands' parsers know, dotted (`data.scrambler.key_file`)."""
+    names = []
+    for action in parser._actions:
+        if isinstance(action, _SubParsersAction):
+            names += [name for subparser in action.choices.values() for name in setting_names(subparser)]
+        elif action.dest != "help":
+            names.append(action.dest)
+    return names
 
 
 def quiet_trainer_defaults() -> dict[str, Any]:
@@ -65,7 +93,7 @@ def add_sections(parser: LightningArgumentParser) -> None:
     one YAML serves them all."""
     parser.add_argument(
         "--iin_threads",
-        type=PositiveInt,
+        type=Count,
         default=SMALL_MODEL_THREADS,
         help="torch threads for IIN fits and the attacks' small models (precompute uses every core)",
     )

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from owsd.commands.output import OutputFolder
-from owsd.errors import ConfigError
 from owsd.experiments.sweep import Trial, load_sweep, ranked, run_sweep, write_results
+from owsd.ranges import Count, option
 
 
 def main(argv: list[str]) -> None:
@@ -27,12 +27,10 @@ def main(argv: list[str]) -> None:
         epilog="Other arguments are appended to each trial's command (use --name=value forms).",
     )
     parser.add_argument("sweep", type=Path, help="a wandb sweep YAML, e.g. sweeps/iin_size.yaml")
-    parser.add_argument("--trials", type=int, required=True, help="trials to run (a grid may end sooner)")
+    parser.add_argument("--trials", type=option(Count), required=True, help="trials to run (a grid may end sooner)")
     parser.add_argument("--out", type=Path, help="new folder for the results (default: runs/sweeps/<sweep name>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the engine's proposals (random, bayes)")
     args, extra = parser.parse_known_args(argv[1:])
-    if args.trials < 1:
-        raise ConfigError(f"--trials {args.trials}: run at least one trial")
     config = load_sweep(args.sweep)
     out = args.out or Path("runs/sweeps") / args.sweep.stem
     trials: list[Trial] = []

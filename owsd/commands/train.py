@@ -44,6 +44,14 @@ class OWSDCLI(LightningCLI):
         add_sections(parser)  # read by `owsd analyze` and `owsd attack`; unused by the trainer
         link_precision(parser)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """A `--ckpt_path` that is not an IIN checkpoint is one line, before Lightning reads its hyperparameters."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None:
+            load_checkpoint(Path(ckpt_path))
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """`validate` and `test` print their metrics and write nothing: only `fit` writes under
         `trainer.default_root_dir`, so its newest run there is always the newest fit (`owsd predict` relies on it)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, DataError
 from owsd.files import OWNER_ONLY_FILE, owner_only_folder
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -80,10 +80,39 @@ class SqliteStore:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def check(self) -> None:
+        """An existing ledger file is a sound SQLite database (`PRAGMA quick_check`, read-only), checked before
+        a run starts, so that a damaged one stops it before anything is sent, not after."""
+        if not self.path.exists():
+            return
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)) as db:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise self._damaged(problems[0])
+
+    def _damaged(self, problem: str) -> DataError:
+        return DataError(
+            f"key ledger {self.path} is damaged ({problem}): owsd sends nothing it cannot record. Restore it from a "
+            f"backup, or move it aside to start a new, empty ledger (its keys' exposures are then forgotten)"
+        )
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """One write transaction, holding the file's write lock from its start; committed durably or rolled back."""
         self._create_owner_only()
+        try:
+            with self._transaction() as db:
+                yield db
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError):  # a lock wait that timed out, a full disk: not damage
+                raise
+            raise self._damaged(str(error)) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
         with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # set once, by whoever creates the file
                 db.execute("PRAGMA journal_mode=WAL")

@@ -17,8 +17,6 @@ The randomness of noise and dropout is drawn per image from the key and the imag
 the cloud, yet reproducible, so the cache stays valid and an attack can regenerate exactly what was sent.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +29,7 @@ from owsd.components.generator import ScrambledImages, ScramblingGenerator
 from owsd.components.key import Key
 from owsd.components.ledger import DEFAULT_LEDGER
 from owsd.errors import ConfigError
+from owsd.ranges import Count, Fraction, NonNegativeInt, NonNegativeNumber, check_ranges
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,12 @@ class Defences:
         rotate_every: use a new key for every block of this many images (None: one key).
     """
 
-    embedding_noise: float = 0.0
-    embedding_dropout: float = 0.0
-    rotate_every: int | None = None
+    embedding_noise: NonNegativeNumber = 0.0
+    embedding_dropout: Fraction = 0.0
+    rotate_every: Count | None = None
 
     def __post_init__(self) -> None:
-        if not self.embedding_noise >= 0:
-            raise ConfigError(f"defences.embedding_noise={self.embedding_noise} must be ≥ 0")
-        if not 0 <= self.embedding_dropout < 1:
-            raise ConfigError(f"defences.embedding_dropout={self.embedding_dropout} must lie in [0, 1)")
-        if self.rotate_every is not None and self.rotate_every < 1:
-            raise ConfigError(f"defences.rotate_every={self.rotate_every} must be ≥ 1")
+        check_ranges(self, "defences")
 
     @property
     def active(self) -> dict[str, Any]:
@@ -83,18 +77,17 @@ class ScramblerSettings:
 
     key_file: Path
     create_key: bool = False
-    size: int = 256
-    channels: int = 512
+    size: Count = 256
+    channels: Count = 512
     defences: Defences = Defences()
     ledger_file: str = str(DEFAULT_LEDGER)
-    key_budget: int | None = None
+    key_budget: NonNegativeInt | None = None
     key_budget_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.key_budget is not None and self.key_budget_file is not None:
             raise ConfigError("give data.scrambler.key_budget or data.scrambler.key_budget_file, not both")
-        if self.key_budget is not None and self.key_budget < 0:
-            raise ConfigError(f"data.scrambler.key_budget={self.key_budget} must be ≥ 0")
+        check_ranges(self, "data.scrambler")
 
 
 class Scrambler(nn.Module):

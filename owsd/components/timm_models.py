@@ -22,6 +22,7 @@ from timm.data import resolve_data_config
 from torch import nn
 
 from owsd.errors import ConfigError, DataError
+from owsd.files import file_sha256
 
 RANDOM = "random"  # deterministic random init (timm's tiny test_* models, smoke tests)
 HUB = "pretrained"  # timm's pretrained weights, downloaded from the hub (needs internet)
@@ -75,7 +76,7 @@ class ModelSpec:
                 return f"hub-{self.name if '@' in self.name else f'{self.name}@{_hub_revision(self.name)}'}"
             hub_id = timm.models.get_pretrained_cfg(self.name).hf_hub_id or self.name
             return f"hub-{hub_id}{_preprocessing_mark(self.name)}"
-        return f"sha256-{_file_sha256(self._weights_path())[:16]}{_preprocessing_mark(self.name)}"
+        return f"sha256-{file_sha256(self._weights_path())[:16]}{_preprocessing_mark(self.name)}"
 
     @property
     def identity(self) -> dict[str, str | int]:
@@ -169,14 +170,6 @@ def _hub_revision(name: str) -> str:
 def _num_features(name: str) -> int:
     with torch.device("meta"):  # shapes only: no memory, no weights, no draw from the global RNG
         return timm.create_model(name, pretrained=False).num_features
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _without_counters(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +28,13 @@ from typing import Any, ClassVar
 import torch
 
 from owsd.errors import DataError
-from owsd.files import OWNER_ONLY_FILE, atomic_torch_save, atomic_write, owner_only_folder
+from owsd.files import OWNER_ONLY_FILE, atomic_torch_save, atomic_write, file_sha256, owner_only_folder, set_aside
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ROW_FIELDS = ("embedding", "cloud", "plaintext_cloud")
+RECOMPUTED = "its images are computed again"  # what a damaged cache file costs: the cache reads as if without it
 _CHUNK_ROWS = 4096  # rows of the old pack copied at a time when a pack grows
 
 
@@ -95,6 +95,7 @@ class PairCache:
         self.directory = Path(root) / fingerprint(self.description)
         self._present: set[str] | None = None
         self._table: RowTable | None = None
+        self._verified: tuple[str, int, int] | None = None  # the pack data whose digest matched its header
 
     @classmethod
     def shared(cls, root: Path, description: dict[str, Any], formerly: dict[str, Any] | None = None) -> PairCache:
@@ -122,7 +123,9 @@ class PairCache:
     @classmethod
     def existing(cls, directory: Path) -> PairCache:
         """A cache folder opened from its manifest (for reading a cache without the config that made it)."""
-        description = json.loads((Path(directory) / "manifest.json").read_text())
+        description = _manifest(Path(directory))
+        if description is None:
+            raise DataError(f"cache {directory}: its manifest.json is missing or damaged")
         cache = cls(Path(directory).parent, {k: v for k, v in description.items() if k != "format"})
         if cache.directory.resolve() != Path(directory).resolve():
             raise DataError(f"cache {directory}: its manifest does not match its folder name")
@@ -131,7 +134,7 @@ class PairCache:
     def prepare(self) -> None:
         """Create the directory (its owner's only: rows identify private images) and record what it holds."""
         owner_only_folder(self.directory)
-        if not (self.directory / "manifest.json").exists():
+        if _manifest(self.directory) != self.description:  # missing, or damaged: written anew
             self._write_manifest()
 
     def _write_manifest(self) -> None:
@@ -187,7 +190,8 @@ class PairCache:
                 header = self._pack_header()
                 present = set(header["image_ids"]) if header else set()
                 for path in self.directory.glob("shard-*.pt"):
-                    present.update(_load_shard(path)["image_ids"])
+                    shard = _load_shard(path)
+                    present.update(shard["image_ids"] if shard is not None else [])
             self._present = present
         return self._present
 
@@ -206,15 +210,34 @@ class PairCache:
         headers = sorted(self.directory.glob("pack-*.json"), key=lambda p: int(p.stem.split("-")[1]))
         if not headers:
             return None
+        data = headers[-1].with_suffix(".bin")
         try:
             header = json.loads(headers[-1].read_text())
             expected = 4 * len(header["image_ids"]) * sum(header["widths"].values())
-            data = headers[-1].with_suffix(".bin")
-            if data.stat().st_size != expected:
-                raise ValueError(f"{data.name} holds {data.stat().st_size} bytes, its header says {expected}")
+            if header.get("checksum", _checksum(header)) != _checksum(header):  # packs before it have none
+                raise ValueError("its contents are not those its checksum names")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise set_aside([headers[-1], headers[-1].with_suffix(".bin")], error) from None
+            set_aside([headers[-1], data], error, RECOMPUTED)  # the header at fault, its data useless without it
+            return None
+        try:
+            if data.stat().st_size != expected:
+                raise ValueError(f"it holds {data.stat().st_size} bytes, its header says {expected}")
+            self._verify(data, header.get("sha256"))
+        except (OSError, ValueError) as error:
+            set_aside([data, headers[-1]], error, RECOMPUTED)
+            return None
         return header
+
+    def _verify(self, data: Path, digest: str | None) -> None:
+        """The pack's bytes against the digest its header records (packs written before it have none), once
+        per file version and process: a flipped byte would otherwise be a silently wrong embedding."""
+        status = data.stat()
+        version = (data.name, status.st_mtime_ns, status.st_size)
+        if digest is None or self._verified == version:
+            return
+        if file_sha256(data) != digest:
+            raise ValueError("its bytes are not those its header's sha256 names")
+        self._verified = version
 
     def _pack(self) -> None:
         """Write the old pack's rows and every shard's new rows into the next pack, a field at a time, then
@@ -225,12 +248,16 @@ class PairCache:
         seen, take = set(ids), []
         for path in shards:
             shard = _load_shard(path)
+            if shard is None:  # set aside: its images are computed again
+                continue
             rows = [row for row, image_id in enumerate(shard["image_ids"]) if image_id not in seen]
             seen.update(shard["image_ids"])
             ids += [shard["image_ids"][row] for row in rows]
             labels.append(shard["labels"][rows])
             take.append((path, rows))
-        widths = {name: int(t.shape[1]) for name, t in old.fields.items()} if old else _widths(shards[0])
+        if not take:
+            return
+        widths = {name: int(t.shape[1]) for name, t in old.fields.items()} if old else _widths(take[0][0])
         generation = header["generation"] + 1 if header else 0
         data_path = self.directory / f"pack-{generation}.bin"
 
@@ -246,14 +273,16 @@ class PairCache:
         atomic_write(data_path, write, OWNER_ONLY_FILE)
         new_header = {
             "generation": generation,
+            "sha256": file_sha256(data_path),
             "image_ids": ids,
             "labels": torch.cat(labels).tolist(),
             "widths": widths,
         }
+        new_header["checksum"] = _checksum(new_header)
         header_path = self.directory / f"pack-{generation}.json"
         atomic_write(header_path, lambda p: p.write_text(json.dumps(new_header)), OWNER_ONLY_FILE)
         for path in [*shards, *self.directory.glob("pack-*")]:
-            if path.name not in (data_path.name, f"pack-{generation}.json"):
+            if path.name not in (data_path.name, f"pack-{generation}.json") and path.suffix != ".damaged":
                 path.unlink(missing_ok=True)  # a reader still mapping an old pack keeps its pages
         log.info("cache %s: packed %d rows", self.directory, len(ids))
 
@@ -272,24 +301,27 @@ class PairCache:
         return RowTable(header["image_ids"], torch.tensor(header["labels"], dtype=torch.long), fields)
 
 
-def _load_shard(path: Path) -> dict[str, Any]:
+def _checksum(header: dict[str, Any]) -> str:
+    """sha256 of a pack header's other fields: a flipped byte in an image id or a label is caught on reading."""
+    rest = {name: value for name, value in header.items() if name != "checksum"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(directory: Path) -> dict[str, Any] | None:
+    """What a cache folder's manifest.json records, or None where it is missing or cannot be read."""
+    try:
+        return json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_shard(path: Path) -> dict[str, Any] | None:
+    """A shard's rows, or None for a damaged shard (set aside)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # noqa: BLE001  (torch reports a cut or overwritten archive in many ways)
-        raise set_aside([path], error) from None
-
-
-def set_aside(paths: list[Path], error: BaseException) -> DataError:
-    """A damaged cache file (a shard, or a pack's two files), renamed `*.damaged` so that the next run computes
-    again only the images it held, and the one line that says so."""
-    for path in paths:
-        if path.exists():
-            os.replace(path, path.with_name(f"{path.name}.damaged"))
-    cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return DataError(
-        f"cache file {paths[0]} is damaged ({cause}); it was set aside as {paths[0].name}.damaged: run the same "
-        "command again to compute its images anew"
-    )
+        set_aside([path], error, RECOMPUTED)
+        return None
 
 
 def _widths(shard_path: Path) -> dict[str, int]:

@@ -4,14 +4,13 @@ Pure functions of the source's item list and seeds, so that every run of a sweep
 five random splits picks its images reproducibly and reads them from one shared cache.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from owsd.errors import ConfigError, DataError
+from owsd.ranges import AtLeastTwo, Count, Fraction, OpenFraction, check_ranges
 
 OVERLAP_DIR = Path(__file__).parent / "overlap"  # shipped label-overlap files, e.g. imagenet_cifar100.csv
 
@@ -26,10 +25,13 @@ class LabelSubset:
     `owsd/data/overlap/` (`imagenet_cifar100`).
     """
 
-    count: int | None = None
+    count: Count | None = None
     names: list[str] | None = None
     seed: int = 0
     exclude: str | list[str] | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "labels")
 
     def choose(self, classes: list[str]) -> list[int]:
         """Indices into `classes`, in ascending order."""
@@ -80,6 +82,20 @@ def excluded_labels(exclude: str | list[str]) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True)
+class Split:
+    """Positions into the source's item list, and the chosen labels (IIN class i is `labels[i]`)."""
+
+    labels: list[int]
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+    @property
+    def all(self) -> list[int]:
+        return sorted(self.train + self.val + self.test)
+
+
+@dataclass(frozen=True)
 class CloudSplit:
     """The images a cloud is trained on (`owsd train-cloud`), drawn from the same source as the private ones.
 
@@ -94,15 +110,12 @@ class CloudSplit:
     """
 
     labels: LabelSubset = LabelSubset()
-    images_per_label: int | None = None
+    images_per_label: AtLeastTwo | None = None  # one to train on, one to validate
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: Fraction = 0.1
 
     def __post_init__(self) -> None:
-        if self.images_per_label is not None and self.images_per_label < 2:
-            raise ConfigError(f"cloud_split.images_per_label={self.images_per_label} must be ≥ 2")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"cloud_split.val_fraction={self.val_fraction} must lie in [0, 1)")
+        check_ranges(self, "cloud_split")
 
     def draw(self, item_labels: list[int], class_names: list[str]) -> Split:
         """Positions of the cloud's images (`test` is empty); `DataError` naming a label that has too few."""
@@ -146,33 +159,16 @@ class SplitSettings:
     """
 
     labels: LabelSubset = LabelSubset()
-    images_per_label: int | None = None
-    test_fraction: float = 0.3
-    val_fraction: float = 0.1
+    images_per_label: Count | None = None
+    test_fraction: OpenFraction = 0.3
+    val_fraction: Fraction = 0.1
     seed: int = 0
     draw_seed: int | None = None
-    train_per_label: int | None = None
+    train_per_label: Count | None = None
     reserved_for_cloud: CloudSplit | None = None
 
     def __post_init__(self) -> None:
-        for name in ("images_per_label", "train_per_label"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"data.split.{name}={value} must be ≥ 1 (or unset: all images)")
-
-
-@dataclass(frozen=True)
-class Split:
-    """Positions into the source's item list, and the chosen labels (IIN class i is `labels[i]`)."""
-
-    labels: list[int]
-    train: list[int]
-    val: list[int]
-    test: list[int]
-
-    @property
-    def all(self) -> list[int]:
-        return sorted(self.train + self.val + self.test)
+        check_ranges(self, "data.split")
 
 
 def split_items(item_labels: list[int], settings: SplitSettings, class_names: list[str]) -> Split:
@@ -180,10 +176,6 @@ def split_items(item_labels: list[int], settings: SplitSettings, class_names: li
     `val_fraction` of the rest for early stopping. Stratified, so class ratios are kept."""
     labels = settings.labels.choose(class_names)
     test_fraction, val_fraction = settings.test_fraction, settings.val_fraction
-    if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
-        raise ConfigError(
-            f"data.split.test_fraction={test_fraction} and data.split.val_fraction={val_fraction} must lie in (0, 1)"
-        )
     generator = torch.Generator().manual_seed(settings.seed)
     by_label: dict[int, list[int]] = {label: [] for label in labels}
     reserved = (

@@ -1,13 +1,12 @@
 """The `experiment:` section of a config: which of the paper's tables a config reproduces, and what
 `owsd run` varies over its repetitions (seeds, training images per label, ensemble size, IIN recipe)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from owsd.components.iin import IINInput
 from owsd.errors import ConfigError
+from owsd.ranges import Count, Decay, Fraction, NonNegativeInt, PositiveNumber, check_ranges
 
 # The paper's §4 use cases, one report table each: 1 same labels as the cloud, 2 label subsets,
 # 3 labels the cloud never saw, 4 ensembles of encoders, 5 images per label (Figure 2).
@@ -24,12 +23,15 @@ class Recipe:
     """
 
     name: str = "paper"
-    hidden_size: int | None = None
-    dropout: float | None = None
-    lr: float | None = None
-    lr_decay: float | None = None
-    patience: int | None = None
-    max_epochs: int | None = None
+    hidden_size: Count | None = None
+    dropout: Fraction | None = None
+    lr: PositiveNumber | None = None
+    lr_decay: Decay | None = None
+    patience: NonNegativeInt | None = None
+    max_epochs: Count | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self, f"experiment.recipes[{self.name}]")
 
     @property
     def model_overrides(self) -> dict[str, Any]:
@@ -68,13 +70,14 @@ class ExperimentSettings:
     inputs: list[IINInput] = field(default_factory=lambda: ["embedding+cloud", "embedding"])
     linear_probe: bool = True
     encoder_head: bool = False
-    train_per_label: list[int] | None = None
-    ensemble_sizes: list[int] | None = None
+    train_per_label: list[Count] | None = None
+    ensemble_sizes: list[Count] | None = None
     recipes: list[Recipe] = field(default_factory=list)
     paper_recipe: bool = True
     regime: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
+        check_ranges(self, "experiment")
         if not self.seeds:
             raise ConfigError("experiment.seeds is empty: give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -83,8 +86,8 @@ class ExperimentSettings:
             raise ConfigError("experiment.inputs is empty: give at least one IIN input")
         for name in ("train_per_label", "ensemble_sizes"):
             values = getattr(self, name)
-            if values is not None and (not values or min(values) < 1):
-                raise ConfigError(f"experiment.{name}={values} must list numbers of at least 1")
+            if values == []:
+                raise ConfigError(f"experiment.{name}=[] lists nothing: leave it unset, or list numbers ≥ 1")
         if self.regime is not None and set(self.regime) != {"encoder", "cloud"}:
             raise ConfigError(f"experiment.regime={self.regime} must name exactly `encoder` and `cloud`")
         if not self.all_recipes:

@@ -29,7 +29,7 @@ import numpy
 import yaml
 
 from owsd.errors import ConfigError
-from owsd.files import atomic_write
+from owsd.files import atomic_write, read_record
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +186,10 @@ def finished_trials(folder: Path) -> list[Trial]:
     """The trials an interrupted sweep finished, in order, up to the first it did not."""
     trials = []
     for number in range(1, 10**6):
-        record = folder / f"trial-{number:03d}" / TRIAL_FILE
-        if not record.exists():
+        finished = read_record(folder / f"trial-{number:03d}" / TRIAL_FILE, "the trial runs again")
+        if finished is None:
             return trials
-        trials.append(Trial(**json.loads(record.read_text())))
+        trials.append(Trial(**finished))
     return trials
 
 

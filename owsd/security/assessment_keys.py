@@ -23,7 +23,7 @@ from owsd.components.cloud import InProcessCloud
 from owsd.components.key import Key, save_key
 from owsd.datamodule import OWSDDataModule
 from owsd.errors import ConfigError
-from owsd.files import atomic_write, owner_only_folder
+from owsd.files import atomic_write, owner_only_folder, read_record
 from owsd.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,8 @@ class AssessmentKeys:
         figures = []
         for index, pipeline in enumerate(self.pipelines(folder, data.pipeline, command)):
             done = folder / WORKSPACE / f"figures-{index}.json"
-            if done.exists():
-                figures.append(json.loads(done.read_text()))
+            if (measured := read_record(done, "this key is measured again")) is not None:
+                figures.append(measured)
                 continue
             log.info(
                 "%s under assessment key %d of %d (%s)", command, index + 1, self.count, pipeline.key().fingerprint

@@ -1,12 +1,13 @@
 """The attack suite's settings (the `attack:` section of a config), checked before any work starts."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
+
+from annotated_types import Ge
 
 from owsd.components.scrambler import Defences
 from owsd.errors import ConfigError
+from owsd.ranges import AtLeastTwo, Count, OpenFraction, PositiveNumber, check_ranges
 from owsd.security.assessment_keys import AssessmentKeys
 
 AttackName = Literal["clustering", "label_leakage", "inversion", "reconstruction", "key_recovery", "linkability"]
@@ -26,12 +27,19 @@ class Resources:
         public: labelled images the adversary owns (never submitted), for the inversion's probe.
     """
 
-    submissions: list[int] = field(default_factory=lambda: [100, 300, 1000, 3000])
-    labels_per_class: list[int] = field(default_factory=lambda: [1, 3, 10, 30, 100])
-    pairs: list[int] = field(default_factory=lambda: [30, 100, 300, 1000, 3000])
-    key_recovery_pairs: list[int] = field(default_factory=lambda: [10, 30, 100])
-    held_out: int = 500
-    public: int = 500
+    submissions: list[Count] = field(default_factory=lambda: [100, 300, 1000, 3000])
+    labels_per_class: list[Count] = field(default_factory=lambda: [1, 3, 10, 30, 100])
+    pairs: list[Count] = field(default_factory=lambda: [30, 100, 300, 1000, 3000])
+    key_recovery_pairs: list[Count] = field(default_factory=lambda: [10, 30, 100])
+    held_out: AtLeastTwo = 500
+    public: AtLeastTwo = 500
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "attack.resources")
+        for name in ("submissions", "labels_per_class", "pairs", "key_recovery_pairs"):
+            values = getattr(self, name)
+            if not values or sorted(values) != list(values):
+                raise ConfigError(f"attack.resources.{name}={values} must be ascending whole numbers ≥ 1")
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,15 @@ class ReconstructionSettings:
 
     input_size: int = 64
     output_size: int = 32
-    epochs: int = 15
-    width: int = 16
+    epochs: Count = 15
+    width: Count = 16
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "attack.reconstruction")
+        for name in ("input_size", "output_size"):
+            size = getattr(self, name)
+            if size < 8 or size & (size - 1):
+                raise ConfigError(f"attack.reconstruction.{name}={size} must be a power of two ≥ 8")
 
 
 @dataclass(frozen=True)
@@ -50,11 +65,16 @@ class KeyRecoverySettings:
     lists the widths attacked (unset: the configured generator's and 16), `invert_images` how many held-out
     images are inverted, in `invert_steps` steps (pixel R² is scored on every held-out image)."""
 
-    channels: list[int] | None = None
-    epochs: int = 10
-    lr: float = 1e-3
-    invert_images: int = 10
-    invert_steps: int = 100
+    channels: list[Annotated[int, Ge(8)]] | None = None
+    epochs: Count = 10
+    lr: PositiveNumber = 1e-3
+    invert_images: Count = 10
+    invert_steps: Count = 100
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "attack.key_recovery")
+        if self.channels == []:
+            raise ConfigError("attack.key_recovery.channels=[] lists no width: leave it unset for the defaults")
 
 
 STANDARD_DEFENCES = (
@@ -88,14 +108,14 @@ class AttackSettings:
     """
 
     attacks: list[AttackName] = field(default_factory=lambda: list(ATTACKS))
-    images_per_label: int | None = None
+    images_per_label: Count | None = None
     resources: Resources = Resources()
-    pixel_size: int = 32
+    pixel_size: AtLeastTwo = 32
     reconstruction: ReconstructionSettings = ReconstructionSettings()
     key_recovery: KeyRecoverySettings = KeyRecoverySettings()
-    linkability_images: int = 300
+    linkability_images: AtLeastTwo = 300
     defences: list[Defences] | None = None
-    margin: float = 0.05
+    margin: OpenFraction = 0.05
     seed: int = 0
     keys: AssessmentKeys = AssessmentKeys()
 
@@ -105,33 +125,10 @@ class AttackSettings:
         unknown = [name for name in self.attacks if name not in ATTACKS]
         if unknown:
             raise ConfigError(f"attack.attacks: unknown {unknown}; choose from {list(ATTACKS)}")
-        if not 0 < self.margin < 1:
-            raise ConfigError(f"attack.margin={self.margin} must lie in (0, 1)")
-        if self.images_per_label is not None and self.images_per_label < 1:
-            raise ConfigError(f"attack.images_per_label={self.images_per_label} must be ≥ 1 (or unset: all images)")
-        r, k, c = self.resources, self.key_recovery, self.reconstruction
-        for name in ("submissions", "labels_per_class", "pairs", "key_recovery_pairs"):
-            values = getattr(r, name)
-            if not values or min(values) < 1 or sorted(values) != list(values):
-                raise ConfigError(f"attack.resources.{name}={values} must be ascending whole numbers ≥ 1")
-        minimums = {
-            "resources.held_out": (r.held_out, 2), "resources.public": (r.public, 2),
-            "pixel_size": (self.pixel_size, 2), "linkability_images": (self.linkability_images, 2),
-            "key_recovery.epochs": (k.epochs, 1), "key_recovery.invert_images": (k.invert_images, 1),
-            "key_recovery.invert_steps": (k.invert_steps, 1), "reconstruction.epochs": (c.epochs, 1),
-            "reconstruction.width": (c.width, 1),
-        }  # fmt: skip
-        for name, (value, least) in minimums.items():
-            if value < least:
-                raise ConfigError(f"attack.{name}={value} must be at least {least}")
-        for name in ("input_size", "output_size"):
-            size = getattr(c, name)
-            if size < 8 or size & (size - 1):
-                raise ConfigError(f"attack.reconstruction.{name}={size} must be a power of two ≥ 8")
+        check_ranges(self, "attack")
+        k, r = self.key_recovery, self.resources
         if k.invert_images > r.held_out:
             raise ConfigError(f"attack.key_recovery.invert_images={k.invert_images} exceeds resources.held_out")
-        if k.channels is not None and (not k.channels or min(k.channels) < 8):
-            raise ConfigError(f"attack.key_recovery.channels={k.channels} must list widths ≥ 8")
 
     def check_fits(self, images: int, smallest_class: int) -> None:
         """Refuse resources the data cannot supply for the chosen attacks, naming the setting (before any runs)."""

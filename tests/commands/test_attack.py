@@ -118,10 +118,10 @@ def test_a_cloud_outside_the_process_is_refused_unless_the_user_accepts_it(workd
 def bad_cases(existing: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "unknown attack": (["--attack.attacks", "[clustering, brute_force]"], "attack.attacks"),
-        "margin": (["--attack.margin", "1.5"], "attack.margin=1.5 must lie in (0, 1)"),
+        "margin": (["--attack.margin", "1.5"], "attack.margin=1.5 must be < 1"),
         "too many pairs": (["--attack.resources.pairs", "[30, 500]"], "attack.resources.pairs asks for 500"),
         "unknown defence": (["--attack.defences", "[{embedding_nois: 1.0}]"], "embedding_nois"),
-        "bad defence": (["--attack.defences", "[{embedding_dropout: 1.0}]"], "embedding_dropout=1.0 must lie in"),
+        "bad defence": (["--attack.defences", "[{embedding_dropout: 1.0}]"], "embedding_dropout=1.0 must be < 1"),
         "no images": (["--attack.images_per_label", "0"], "attack.images_per_label=0 must be ≥ 1"),
         "results present": (["--out", str(existing)], "already holds files"),
     }

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 
 from owsd.cli import main
-from tests.conftest import MNIST_TINY_CONFIG, owsd_process, refusal, run_owsd
+from tests.conftest import MNIST_TINY_CONFIG, REPO, refusal
+from tests.helpers import CRASHING_LR, crashing_fits
 
+REPO_ON_PATH = {**os.environ, "PYTHONPATH": str(REPO)}
 SEEDS_AND_SIZES = ["--experiment.protocol=uc5", "--experiment.seeds=[0,1]", "--experiment.train_per_label=[2,5]"]
-BROKEN_RECIPE = '--experiment.recipes=[{"name": "broken", "lr": -1.0}]'  # Adam refuses it: the fit crashes
+BROKEN_RECIPE = f'--experiment.recipes=[{{"name": "broken", "lr": {CRASHING_LR}}}]'  # its fits crash
 
 
 def owsd_run(*args: str) -> None:
@@ -29,7 +32,7 @@ def runs(tmp_path_factory) -> Path:
     before = os.getcwd()
     os.chdir(workdir)
     try:
-        with pytest.raises(SystemExit) as exit_code:  # the broken recipe's runs fail: exit 1
+        with crashing_fits(), pytest.raises(SystemExit) as exit_code:  # the broken recipe's runs fail: exit 1
             owsd_run(*SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "first")
         assert exit_code.value.code == 1
         owsd_run(
@@ -54,7 +57,7 @@ def test_every_repetition_is_recorded_with_the_iins_and_the_linear_probe(runs):
         assert set(row["methods"]) == {"embedding+cloud", "embedding", "linear_probe"}
         assert row["images"]["train"] == 10 * row["train_per_label"] and row["images"]["test"] == 60
         assert 0 <= row["methods"]["embedding"]["top1"] <= row["methods"]["embedding"]["top5"] <= 1
-    assert all(r["status"] == "failed" and "Invalid learning rate" in r["error"] for r in rows[4:])
+    assert all(r["status"] == "failed" and "this recipe's fit crashes" in r["error"] for r in rows[4:])
     run = json.loads((runs / "first" / "run.json").read_text())
     assert run["protocol"] == "uc5" and run["row"] == "mnist_tiny" and run["precompute_seconds"] > 0
 
@@ -162,7 +165,8 @@ def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
     """Stopped after its first record, `owsd run` exits 143 in one line; run again, it skips what it kept and
     ends with the records of the uninterrupted run."""
     args = ["run", "--config", str(MNIST_TINY_CONFIG), *SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "stopped"]
-    with owsd_process(args, cwd=runs, stderr=subprocess.PIPE) as process:
+    command = [sys.executable, "-m", "tests.crashing_owsd", *args]
+    with subprocess.Popen(command, cwd=runs, stderr=subprocess.PIPE, text=True, env=REPO_ON_PATH) as process:
         partial = runs / "stopped.partial" / "runs.jsonl"
         deadline = time.monotonic() + 240
         while not (partial.exists() and partial.read_text().count("\n") >= 1) and time.monotonic() < deadline:
@@ -176,7 +180,7 @@ def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
     kept = len(records(runs / "stopped.partial"))
     assert 1 <= kept < 8 and not (runs / "stopped").exists()
 
-    result = run_owsd(args, cwd=runs)
+    result = subprocess.run(command, cwd=runs, capture_output=True, text=True, env=REPO_ON_PATH, timeout=300)
     assert result.returncode == 1  # the broken recipe's runs fail, as in the uninterrupted run
     assert "resuming from" in result.stderr and len(re.findall(r"^run \d of 8", result.stderr, re.M)) == 8 - kept
     assert without_timings(records(runs / "stopped")) == without_timings(records(runs / "first"))
