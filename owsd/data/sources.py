@@ -16,14 +16,16 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from owsd.data.image_modes import rgb8
 from owsd.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def square_rgb(image: Image.Image, size: int) -> torch.Tensor:
-    """Any PIL image → uint8 3×size×size: shorter side resized to `size`, then centre-cropped."""
-    image = image.convert("RGB")
+    """Any PIL image → uint8 3×size×size: 8-bit RGB as `rgb8` makes it, shorter side resized to `size`, then
+    centre-cropped."""
+    image = rgb8(image)
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
     image = image.resize((width, height), Image.Resampling.BICUBIC)
