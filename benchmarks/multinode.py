@@ -94,7 +94,7 @@ def table_of(workdir: Path) -> dict:
 
     from owsd.data.cache import PairCache
 
-    (folder,) = [f for f in (workdir / "cache").iterdir() if f.name != "embeddings"]
+    (folder,) = [f for f in (workdir / "cache").iterdir() if f.is_dir() and f.name != "embeddings"]
     table = PairCache.existing(folder).table()
     order = sorted(range(len(table.image_ids)), key=table.image_ids.__getitem__)
     rows = torch.tensor(order)

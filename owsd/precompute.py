@@ -12,17 +12,21 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from owsd.components.ledger_stores import POSTGRES_SCHEMES
+from owsd.data.cache import PairCache
 from owsd.distributed import (
     decided_by_rank_zero,
     meet,
@@ -96,7 +100,16 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
     through the predict loop: rank 0 decides the work there, once the processes have met, and each takes
     every N-th batch; they meet again at the end, when every shard is on disk.
     """
-    work, distributed = None, several_processes(trainer)
+    distributed = several_processes(trainer)
+    with ExitStack() as held:
+        if trainer.global_rank == 0:  # one sending command per cache: rank 0 holds it for all of its ranks
+            held.enter_context(sending_alone(pipeline.cache))
+        _fill(pipeline, positions, trainer, distributed)
+    pipeline.cache.refresh()  # every process's shards are on disk now
+
+
+def _fill(pipeline: Pipeline, positions: list[int], trainer: Trainer, distributed: bool) -> None:
+    work = None
     if not distributed:
         work = plan_work(pipeline, positions, trainer)
         if not work.batches:
@@ -112,7 +125,24 @@ def fill_cache(pipeline: Pipeline, positions: list[int], trainer: Trainer) -> No
         module.close()
     if distributed:
         meet(trainer.strategy, "owsd-precompute-end")
-    pipeline.cache.refresh()  # every process's shards are on disk now
+
+
+@contextmanager
+def sending_alone(cache: PairCache) -> Iterator[None]:
+    """Hold this cache's sending lock while the work is planned and sent: a second command on the same cache
+    (another `owsd fit` started at once) waits, then finds the images cached, so no image is sent twice. The
+    lock is the kernel's (flock): it goes with a process that dies."""
+    owner_only_folder(cache.directory.parent)
+    lock = FileLock(cache.directory.with_name(f".{cache.directory.name}.sending"), mode=OWNER_ONLY_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("cache %s: another owsd is sending its images; waiting for it to finish", cache.directory)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class PrecomputeModule(LightningModule):

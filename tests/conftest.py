@@ -41,7 +41,7 @@ def tiny_args(workdir: Path, *overrides: str, subcommand: str = "fit") -> list[s
 
 def row_caches(cache_dir: Path) -> list[Path]:
     """The cache folders of whole rows in `cache_dir` (not the per-encoder embeddings beside them)."""
-    return sorted(folder for folder in Path(cache_dir).iterdir() if folder.name != "embeddings")
+    return sorted(folder for folder in Path(cache_dir).iterdir() if folder.is_dir() and folder.name != "embeddings")
 
 
 def free_port() -> int:

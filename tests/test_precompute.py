@@ -195,3 +195,18 @@ def test_rotating_keys_are_precomputed_one_key_after_the_other(tmp_path):
     rotations = [pipeline.scramblers()[0].rotation_of(batch) for batch in work.batches]
     assert [len(batch) for batch in work.batches] == [8, 8, 4]
     assert all(len(set(keys)) <= 2 for keys in rotations) and sum(rotations, []) == sorted(sum(rotations, []))
+
+
+def test_two_fits_started_together_on_one_cache_send_each_image_once(workdir):
+    """Before: both sent all 20 images (the ledger: 20 exposed, 20 resends)."""
+    slow = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet"]
+    slow += ["--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.5"]
+    main(["key", "new", str(workdir / "keys" / "test.key")])  # one key for both, as an organisation has
+    args = tiny_args(workdir, *slow, "--trainer.max_epochs", "1")
+    pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    with owsd_process(args, **pipes) as first, owsd_process(args, **pipes) as second:
+        said = [process.communicate(timeout=300)[1] for process in (first, second)]
+    assert first.returncode == second.returncode == 0, said
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 0)]
+    waited = [text for text in said if "another owsd is sending its images; waiting for it to finish" in text]
+    assert len(waited) == 1 and "0 of 20 images to precompute" in waited[0]
