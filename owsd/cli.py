@@ -9,6 +9,7 @@ import warnings
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from owsd.commands.quick_answers import check_config_files, print_help
 from owsd.errors import user_error
 from owsd.interrupts import Interrupted, stop_on_signals
 from owsd.ranks import launched_as_other_rank
@@ -145,9 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     if argv is None:  # the process's own command line: this process is owsd's to stop
         stop_on_signals()
+    run = lambda: importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}").main(args)  # noqa: E731
     try:
-        command = importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}")
-        command.main(args)
+        check_config_files(args[1:])  # before the command's imports: a missing config is refused at once
+        if args[1:] in (["--help"], ["-h"]):
+            print_help(args[0], run)
+        run()
     except Interrupted as interrupt:
         _say(f"owsd: stopped by {interrupt}{_notes(interrupt)}")
         sys.exit(interrupt.exit_code)

@@ -104,6 +104,18 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def own_cache_home(tmp_path_factory) -> Iterator[None]:
+    """The help texts `owsd COMMAND --help` keeps go to a folder of the test session, not the user's ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def repository_ledger_untouched():
     """No test may record exposures in the repository's own key ledger (the default `.owsd/ledger.sqlite`)."""
     ledger = REPO / ".owsd" / "ledger.sqlite"
