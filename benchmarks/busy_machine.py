@@ -139,6 +139,17 @@ def measure_fits(thread_counts: list[int], epochs: int, hogs: int) -> list[dict[
     ]
 
 
+def print_fits(fits: list[dict[str, float]], epochs: int, hogs: int) -> None:
+    print(f"\nthe demo's IIN fit, {epochs} epochs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"{hogs} CPU-bound processes when busy")  # fmt: skip
+    print(f"  {'setting':12}{'idle s':>9}{'busy s':>9}{'busy/idle':>11}")
+    for fit in fits:
+        mark = f"  target <= {BUSY_TARGET_RATIO:.0f}x: " if fit["threads"] == SMALL_MODEL_THREADS else ""
+        verdict = ("PASS" if fit["busy_over_idle"] <= BUSY_TARGET_RATIO else "FAIL") if mark else ""
+        print(f"  {str(fit['threads']) + ' thread(s)':12}{fit['idle_seconds']:9.2f}{fit['busy_seconds']:9.2f}"
+              f"{fit['busy_over_idle']:10.1f}x{mark}{verdict}")  # fmt: skip
+
+
 def main() -> None:
     keep_freed_memory([sys.executable, __file__, *sys.argv[1:]])  # as the `owsd` command runs
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,6 +158,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40, help="IIN epochs (the demo's max_epochs; no early stop)")
     parser.add_argument("--threads", type=int, nargs="+", default=[SMALL_MODEL_THREADS, 2])
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="CPU-bound background processes")
+    parser.add_argument("--startup_only", action="store_true", help="measure the start-up rows alone")
     parser.add_argument("--fit-worker", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fit_worker is not None:
@@ -159,15 +171,9 @@ def main() -> None:
     print(f"start-up, median of {args.runs} (load average {load:.2f} before)")
     for name, seconds in startup.items():
         print(f"  {name:36}{seconds:6.2f} s  {'PASS' if seconds < STARTUP_TARGET_SECONDS else 'FAIL'}")
-    fits = measure_fits(args.threads, args.epochs, args.hogs)
-    print(f"\nthe demo's IIN fit, {args.epochs} epochs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"{args.hogs} CPU-bound processes when busy")  # fmt: skip
-    print(f"  {'setting':12}{'idle s':>9}{'busy s':>9}{'busy/idle':>11}")
-    for fit in fits:
-        mark = f"  target <= {BUSY_TARGET_RATIO:.0f}x: " if fit["threads"] == SMALL_MODEL_THREADS else ""
-        verdict = ("PASS" if fit["busy_over_idle"] <= BUSY_TARGET_RATIO else "FAIL") if mark else ""
-        print(f"  {str(fit['threads']) + ' thread(s)':12}{fit['idle_seconds']:9.2f}{fit['busy_seconds']:9.2f}"
-              f"{fit['busy_over_idle']:10.1f}x{mark}{verdict}")  # fmt: skip
+    fits = [] if args.startup_only else measure_fits(args.threads, args.epochs, args.hogs)
+    if fits:
+        print_fits(fits, args.epochs, args.hogs)
     if args.out:
         result = {
             "load_average_before": load,
