@@ -33,6 +33,11 @@ class CloudUnavailableError(OWSDError):
     """A remote cloud did not answer, or kept failing, after every retry."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first line (its type where it says nothing), for a one-line message naming a cause."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def user_error(error: BaseException) -> OWSDError | None:
     """The `OWSDError` behind `error`, if any: libraries (jsonargparse, Lightning) wrap the errors our classes
     raise while they build them, and the user should see ours, not the wrapper's traceback."""

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, first_line
 
 OWNER_ONLY_FILE, OWNER_ONLY_FOLDER = 0o600, 0o700
 log = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ def set_aside(paths: list[Path], error: BaseException, consequence: str) -> None
     for path in paths:
         if path.exists():
             os.replace(path, path.with_name(f"{path.name}.damaged"))
-    cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    log.warning("%s is damaged (%s): set aside as %s.damaged; %s", paths[0], cause, paths[0].name, consequence)
+    log.warning(
+        "%s is damaged (%s): set aside as %s.damaged; %s", paths[0], first_line(error), paths[0].name, consequence
+    )
 
 
 def read_record(path: Path, consequence: str) -> Any | None:

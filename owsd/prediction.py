@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from owsd.errors import ConfigError
+from owsd.errors import ConfigError, first_line
 from owsd.iin_module import IINModule
 from owsd.pipeline import Pipeline
 from owsd.precompute_batch import embed_and_ask
@@ -25,8 +25,7 @@ def load_checkpoint(path: Path) -> IINModule:
     try:
         return IINModule.load_from_checkpoint(path, map_location="cpu")
     except Exception as error:  # noqa: BLE001  (torch and Lightning raise many kinds for a foreign file)
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit` ({cause})") from None
+        raise ConfigError(f"--ckpt_path {path} is not an IIN checkpoint of `owsd fit` ({first_line(error)})") from None
 
 
 def check_contract(model: IINModule, pipeline: Pipeline, checkpoint: str | Path) -> None:

@@ -53,12 +53,17 @@ def _yaml_error(message: str, arguments: list[str]) -> str | None:
         try:
             yaml.safe_load(path.read_text())
         except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            return f"{path}{where}: {error.problem or error.context} (YAML syntax)"
+            return f"{path}{yaml_syntax(error)}"
         except (OSError, yaml.YAMLError):
             continue
     return " ".join(message.replace('"<unicode string>"', "the config").split())
+
+
+def yaml_syntax(error: yaml.MarkedYAMLError) -> str:
+    """Where a YAML file broke and why: ", line 4, column 1: expected ',' or ']', … (YAML syntax)"."""
+    mark = error.problem_mark or error.context_mark
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {error.problem or error.context} (YAML syntax)"
 
 
 def _unknown_setting(message: str, known: list[str]) -> str | None:

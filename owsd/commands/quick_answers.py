@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from owsd.commands.parse_errors import config_files
+from owsd.commands.parse_errors import config_files, yaml_syntax
 from owsd.errors import ConfigError
 
 _SHAPING = ("lightning", "jsonargparse", "torch", "timm", "torchmetrics")  # whose signatures become options
@@ -33,9 +33,7 @@ def check_config_files(arguments: list[str]) -> None:
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
             raise ConfigError(f"--config {path} cannot be read ({type(error).__name__}: {error.args[-1]})") from None
         except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigError(f"--config {path}{where}: {error.problem or error.context} (YAML syntax)") from None
+            raise ConfigError(f"--config {path}{yaml_syntax(error)}") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"--config {path} is not YAML ({error})") from None
 
