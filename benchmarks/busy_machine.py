@@ -4,7 +4,8 @@ Shared 2-core machines are where owsd runs in CI and on cheap VMs. Two things we
 command imported Lightning, timm and torch before doing anything (11-27 s for `owsd key list`), and
 torch's default of a thread per core made small fits 10x slower as soon as other processes took the cores.
 This measures (a) the median start-up of `owsd --help`, `owsd key new`, `owsd key list`, a command's `--help`
-(its first printing, then kept), a missing or broken `--config` and an unknown option, as fresh
+(its first printing, from the text shipped for this installation, then again), a missing or broken `--config`
+and an unknown option, as fresh
 `python -m owsd` processes (re-exec included), and (b) the demo's IIN fit as `owsd fit` runs it (see
 `fit_worker`), a fixed number of epochs, at 1 and 2 torch threads, idle and then with CPU-bound processes on
 every core.
@@ -116,10 +117,10 @@ def measure_startup(runs: int) -> dict[str, float]:
             "owsd --help": ["--help"],
             "owsd key new TMP": ["key", "new", str(Path(scratch) / "key-{i}.key")],
             "owsd key list --ledger TMP": ["key", "list", "--ledger", str(ledger)],
-            "owsd fit --help, kept": ["fit", "--help"],
+            "owsd fit --help, again": ["fit", "--help"],
             "owsd fit --config MISSING": ["fit", "--config", str(Path(scratch) / "missing.yaml")],
             "owsd run --config BROKEN --out X": ["run", "--config", str(broken), "--out", str(Path(scratch) / "x")],
-            "owsd fit --no_such_option 1": ["fit", "--no_such_option", "1"],  # needs the parser: Lightning
+            "owsd fit --no_such_option 1": ["fit", "--no_such_option", "1"],
         }
         return first_help | {name: startup_seconds(args, runs, home) for name, args in commands.items()}
 

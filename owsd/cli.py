@@ -9,7 +9,7 @@ import warnings
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-from owsd.commands.quick_answers import check_config_files, print_help
+from owsd.commands.quick_answers import check_config_files, check_options, print_help
 from owsd.errors import user_error
 from owsd.interrupts import Interrupted, stop_on_signals
 from owsd.ranks import launched_as_other_rank
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         check_config_files(args[1:])  # before the command's imports: a missing config is refused at once
         if args[1:] in (["--help"], ["-h"]):
             print_help(args[0], run)
+        check_options(args[0], args[1:])  # from the same help text: a misspelt option is refused at once
         run()
     except Interrupted as interrupt:
         _say(f"owsd: stopped by {interrupt}{_notes(interrupt)}")

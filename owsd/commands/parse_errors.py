@@ -75,6 +75,11 @@ def _unknown_setting(message: str, known: list[str]) -> str | None:
         key = group[3] if group[1] == "Subcommand" else f"{group[2]}.{group[3]}"
     else:
         return None
+    return unknown_setting(key, known)
+
+
+def unknown_setting(key: str, known: list[str]) -> str:
+    """ "unknown setting KEY", with the known setting closest to it."""
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
     suggestion = f"; did you mean {close[0]}?" if close else ""
     return f"unknown setting {key}{suggestion}"
