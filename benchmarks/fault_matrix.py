@@ -115,7 +115,7 @@ def texts(folder: Path) -> dict[str, str]:
     found = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if not path.is_file() or "wandb" in relative.parts:
+        if not path.is_file() or "wandb" in relative.parts or path.name == "provenance.json":  # its wall time
             continue
         if path.suffix == ".png":
             found[str(relative)] = "PNG"

@@ -126,5 +126,5 @@ timed report "$O/report.log" owsd report "$O"/mnist_same_labels "$O"/mnist_sklea
   "$O"/mnist_same_labels5 "$O"/mnist_imagenet_cloud "$O"/mnist_cifar10_cloud "$O"/mnist_labels2 "$O"/mnist_labels5 \
   "$O"/mnist_cifar10_ensembles "$O"/mnist_images_per_label "${regime[@]}" --out results/offline --replace
 mkdir -p results/offline/analysis-mnist-cnn-2000
-cp "$O"/analyze_mnist_cnn_2000/{analysis.json,pca.png,pairs.png} results/offline/analysis-mnist-cnn-2000/
+cp "$O"/analyze_mnist_cnn_2000/{analysis.json,pca.png,pairs.png,provenance.json} results/offline/analysis-mnist-cnn-2000/
 echo "offline_experiments: all took $((SECONDS - started)) s" >&2

@@ -15,7 +15,7 @@ owsd analyze --config lightning_configs/demo.yaml --analysis.keys.seed 0 --out "
 
 new=results/security.new
 rm -rf "$new" && mkdir -p "$new/analysis"
-cp "$O"/attack/{summary.md,attacks.json,defences.json,key_budget.json} "$O"/attack/*.png "$new/"
-cp "$O"/analyze/{analysis.json,pca.png,pairs.png} "$new/analysis/"
+cp "$O"/attack/{summary.md,attacks.json,defences.json,key_budget.json,provenance.json} "$O"/attack/*.png "$new/"
+cp "$O"/analyze/{analysis.json,pca.png,pairs.png,provenance.json} "$new/analysis/"
 rm -rf results/security && mv "$new" results/security
 echo "wrote results/security"

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from owsd.errors import ConfigError
 from owsd.files import check_writable
 from owsd.interrupts import HANDLED
+from owsd.provenance import provenance
 
 if TYPE_CHECKING:  # report and sweep write folders without loading torch
     from owsd.pipeline import Pipeline
@@ -28,6 +30,7 @@ log = logging.getLogger("owsd")
 
 STARTED_WITH = ".owsd-started-with"  # the settings a partial folder was started with
 STARTED_UNDER = ".owsd-started-under.json"  # the pipeline contract (key, cloud, models) it was started under
+PROVENANCE = "provenance.json"  # the commit, command, machine and wall time of the results (`owsd.provenance`)
 
 
 def check_output_folder(out: Path) -> None:
@@ -64,6 +67,7 @@ class OutputFolder:
         self.partial = self.out.with_name(f"{self.out.name}.partial")
         self._replaced = self.out.with_name(f".{self.out.name}.replaced")
         self.resumed = False
+        self.started = time.time()
 
     def __enter__(self) -> Path:
         self._finish_an_interrupted_rename()
@@ -113,6 +117,7 @@ class OutputFolder:
         """`partial` becomes `out`. Removing the marker says the results are complete; with `replace`, the old
         `out` is moved aside before and removed after the rename, so a kill at any point leaves the old or the
         new results where `_finish_an_interrupted_rename` completes the step. SIGINT and SIGTERM wait."""
+        (self.partial / PROVENANCE).write_text(json.dumps(provenance(self.started, self.resumed), indent=2) + "\n")
         old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             (self.partial / STARTED_UNDER).unlink(missing_ok=True)

@@ -162,5 +162,5 @@ def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_doe
     written = sorted((tmp_path / "two").iterdir())
     assert [path.name for path in written] == sorted(path.name for path in (tmp_path / "one").iterdir())
     for result in written:
-        if result.name != "config.yaml":  # it records the launch: --trainer.devices 2, --out two
+        if result.name not in ("config.yaml", "provenance.json"):  # they record the launch (and its wall time)
             assert result.read_bytes() == (tmp_path / "one" / result.name).read_bytes(), result.name

@@ -1,7 +1,10 @@
 """The output folder: a failure keeps the partial results, the same settings resume them, other settings are
 refused, and a replace stopped at any step leaves the old or the new results, never neither."""
 
+import json
 import os
+import re
+import sys
 
 import pytest
 
@@ -28,7 +31,7 @@ def test_a_failure_keeps_what_was_written_and_the_same_settings_resume_it(tmp_pa
     with output as folder:
         assert output.resumed and (folder / "first.txt").read_text() == "done"
         (folder / "second.txt").write_text("done")
-    assert sorted(p.name for p in out.iterdir()) == ["first.txt", "second.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["first.txt", "provenance.json", "second.txt"]
     assert not (tmp_path / "out.partial").exists()
 
 
@@ -46,7 +49,8 @@ def test_existing_results_are_refused_unless_replaced(tmp_path):
         OutputFolder(out, "s").__enter__()
     with OutputFolder(out, "s", replace=True) as folder:
         (folder / "new.txt").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt", "provenance.json"]
+    assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 @pytest.mark.parametrize("step", ["marker removed", "old moved aside"])
@@ -59,7 +63,8 @@ def test_a_replace_killed_half_way_is_completed_by_the_next_command(tmp_path, st
     with OutputFolder(out, "s", replace=True) as folder:  # a rerun with --replace: completes, then writes anew
         assert list(folder.iterdir()) == [folder / ".owsd-started-with"]
         (folder / "newer.txt").write_text("newer")
-    assert [p.name for p in out.iterdir()] == ["newer.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["newer.txt", "provenance.json"]
+    assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_a_partial_folder_started_under_another_key_is_refused_naming_the_key(tmp_path):
@@ -77,4 +82,16 @@ def test_a_partial_folder_started_under_another_key_is_refused_naming_the_key(tm
     assert first.key().fingerprint in str(refused.value)
     with OutputFolder(out, "settings", pipeline=pipeline("first.key")) as folder:
         assert (folder / "runs.jsonl").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["provenance.json", "runs.jsonl"]
+
+
+def test_finished_results_record_their_commit_command_machine_and_wall_time(tmp_path, monkeypatch):
+    """Before: `results/` folders did not say which code, command and machine produced them."""
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/owsd", "attack", "--config", "demo.yaml", "--out", "x"])
+    with OutputFolder(tmp_path / "out", "s") as folder:
+        (folder / "result.txt").write_text("1")
+    record = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert record["command"] == "owsd attack --config demo.yaml --out x"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+changes)?", record["commit"]), record["commit"]
+    assert record["machine"]["cpu_count"] == os.cpu_count() and record["machine"]["cpu"]
+    assert 0 <= record["wall_seconds"] < 60 and record["resumed"] is False

@@ -138,7 +138,11 @@ def test_a_cloud_failing_mid_way_keeps_the_answered_images_and_the_rerun_sends_o
     main(predict_args(workdir, checkpoint, TINY_IMAGES, "--batch_size", "8", out="flaky"))
     out = capsys.readouterr().out
     assert "12 images in" in out and "(and 8 answered before)" in out
-    assert sorted(p.name for p in (workdir / "flaky").iterdir()) == ["predictions.csv", "predictions.json"]
+    assert sorted(p.name for p in (workdir / "flaky").iterdir()) == [
+        "predictions.csv",
+        "predictions.json",
+        "provenance.json",
+    ]
     assert json.loads((workdir / "flaky" / "predictions.json").read_text()) == json.loads(
         (workdir / "reference" / "predictions.json").read_text()
     )

@@ -184,5 +184,10 @@ def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
     assert result.returncode == 1  # the broken recipe's runs fail, as in the uninterrupted run
     assert "resuming from" in result.stderr and len(re.findall(r"^run \d of 8", result.stderr, re.M)) == 8 - kept
     assert without_timings(records(runs / "stopped")) == without_timings(records(runs / "first"))
-    assert sorted(p.name for p in (runs / "stopped").iterdir()) == ["config.yaml", "run.json", "runs.jsonl"]
+    assert sorted(p.name for p in (runs / "stopped").iterdir()) == [
+        "config.yaml",
+        "provenance.json",
+        "run.json",
+        "runs.jsonl",
+    ]
     assert not (runs / "stopped.partial").exists()
