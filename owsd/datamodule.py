@@ -62,8 +62,17 @@ class OWSDDataModule(LightningDataModule):
     """A split of the pipeline's images → cached (embedding, cloud vector, label) → IIN batches.
 
     Args:
-        source, encoders, cloud, scrambler, plaintext_baseline, image_size, cache_dir, precompute_batch_size,
-            num_workers, precision, precompute_timeout: the `Pipeline` (see there); `precision` is linked to `trainer.precision`.
+        source: the labelled private images (`Pipeline`, as every setting down to `precompute_timeout`).
+        encoders: one or more timm backbones; each embedding is scrambled and sent on its own.
+        cloud: the classifier the scrambled images are sent to.
+        scrambler: the key file, the generator's size and the defences (`ScramblerSettings`).
+        plaintext_baseline: also ask the in-process cloud about the plaintext images, for the upper bound.
+        image_size: size the private images are loaded at before each model's own resize.
+        cache_dir: where precomputed pairs are kept, one folder per fingerprint.
+        precompute_batch_size: images per precompute batch (and per cache shard).
+        num_workers: image-decoding worker processes for precompute.
+        precision: linked to `trainer.precision`: the encoders' and the cloud's arithmetic.
+        precompute_timeout: seconds a process of a distributed precompute waits for the others at a meeting.
         split: the labels, images per label and train/val/test split (`SplitSettings`).
         batch_size: IIN batch size.
     """

@@ -50,12 +50,16 @@ class IINModule(LightningModule):
         lr: Adam learning rate.
         lr_decay: ExponentialLR factor per epoch.
         patience: epochs without a better validation loss before stopping.
-        input_dim / num_classes / cloud_classes_known / cloud_labels / cloud_outputs: taken from the data at setup
-            and stored in checkpoints; `cloud_labels[i]` is the cloud's class for IIN class i where the private labels
-            are the cloud's (all of them or a subset), for the plaintext cloud's own accuracy.
-        contract / classes: the pipeline's checkpoint contract (key fingerprint, models, generator, cloud,
-            precision) and the names of the IIN's classes, taken at setup; every command that loads the
-            checkpoint checks the first, and `owsd predict` reports the second.
+        input_dim: the width of the IIN's input (the features `iin_input` joins), taken from the data at setup
+            and stored in checkpoints (as are the next four).
+        num_classes: the number of private labels.
+        cloud_classes_known: whether the private labels are the cloud's classes (all of them or a subset).
+        cloud_labels: `cloud_labels[i]` is the cloud's class for IIN class i where the private labels are the
+            cloud's, for the plaintext cloud's own accuracy.
+        cloud_outputs: the width of the plaintext cloud's probability vector, where the data has one.
+        contract: the pipeline's checkpoint contract (key fingerprint, models, generator, cloud, precision),
+            taken at setup; every command that loads the checkpoint checks it.
+        classes: the names of the IIN's classes, taken at setup; `owsd predict` reports them.
     """
 
     def __init__(

@@ -206,7 +206,8 @@ class HFImageSource(ImageSource):
     Args:
         path: e.g. `uoft-cs/cifar10`, or a local folder saved with `save_to_disk` / a dataset script.
         split: the split to draw the private images from (the paper uses the test split).
-        image_column / label_column: column names (`img`/`label` for CIFAR-10).
+        image_column: the column of the images (`img` for CIFAR-10).
+        label_column: the column of the labels (`label` for CIFAR-10).
         labels_are_cloud_classes: set when the cloud was trained on this dataset's labels.
         provenance: the dataset split, when `path` and `split` do not name it (see `hf_provenance`).
     """

@@ -38,7 +38,8 @@ class RemoteCloud(Cloud):
     Args:
         url: the server's base URL, e.g. `http://127.0.0.1:8080`.
         model: the model's name on the server.
-        input_name, output_name: tensor names; by default the model's only input and output in its metadata.
+        input_name: the input tensor's name; by default the model's only input in its metadata.
+        output_name: the output tensor's name; by default the model's only output in its metadata.
         auth_header: the header that carries the credential.
         auth_env: environment variable holding the header's value (credentials never go in a config file).
         timeout: seconds allowed for connecting, and for each read or write.
