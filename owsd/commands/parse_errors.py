@@ -35,15 +35,21 @@ def _out_of_range(message: str) -> str | None:
     return f"{'.'.join(keys)}={value} must be {rule}"
 
 
-def config_files(arguments: list[str]) -> list[Path]:
-    """The files `--config`/`-c` named on a command line."""
-    files = []
+def config_arguments(arguments: list[str]) -> list[tuple[int, str, str]]:
+    """Where `--config`/`-c` names a file on a command line: (index of the argument holding the name, the text
+    before the name in it, the name)."""
+    found = []
     for index, argument in enumerate(arguments):
         if argument in ("-c", "--config") and index + 1 < len(arguments):
-            files.append(Path(arguments[index + 1]))
+            found.append((index + 1, "", arguments[index + 1]))
         elif argument.startswith("--config="):
-            files.append(Path(argument.split("=", 1)[1]))
-    return files
+            found.append((index, "--config=", argument.split("=", 1)[1]))
+    return found
+
+
+def config_files(arguments: list[str]) -> list[Path]:
+    """The files `--config`/`-c` named on a command line."""
+    return [Path(name) for _, _, name in config_arguments(arguments)]
 
 
 def _yaml_error(message: str, arguments: list[str]) -> str | None:

@@ -65,9 +65,9 @@ def installation() -> dict:
     return {"python": "{}.{}".format(*sys.version_info), "libraries": libraries, "sources": sources.hexdigest()}
 
 
-def help_cache(command: str, this: dict | None = None) -> Path:
-    """Where this installation keeps the help text of `command` it printed."""
-    digest = hashlib.sha256(json.dumps(this or installation(), sort_keys=True).encode()).hexdigest()[:16]
+def help_cache(command: str, this: dict) -> Path:
+    """Where the installation `this` keeps the help text of `command` it printed."""
+    digest = hashlib.sha256(json.dumps(this, sort_keys=True).encode()).hexdigest()[:16]
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return home / "owsd" / "help" / f"{command}-{digest}.txt"
 
@@ -111,18 +111,29 @@ def check_options(command: str, arguments: list[str]) -> None:
     text = help_text(command) if command in SLOW_TO_PARSE else None
     if text is None:
         return
-    names = {name.rstrip(".") for name in re.findall(r"--[A-Za-z][\w.-]*", text)}
+    names = option_names(text)
     for argument in arguments:
         if argument == "--":
             return
-        option = argument.split("=", 1)[0].rstrip("+")  # `--name=value`, `--trainer.callbacks+=...`
-        if option.startswith("--") and not _takes(names, option):  # said as the parser says it (`settings`)
+        option = option_of(argument)
+        if option.startswith("--") and not takes(names, option):  # said as the parser says it (`settings`)
             line = unknown_setting(option[2:], sorted(name[2:] for name in names))
             sys.stderr.write(f"owsd {command}: error: {line}\n(`owsd {command} --help` lists every setting)\n")
             raise SystemExit(2)
 
 
-def _takes(names: set[str], option: str) -> bool:
+def option_names(help_: str) -> set[str]:
+    """Every `--name` a help text shows (its usage, options and prose: more names only pass more options)."""
+    return {name.rstrip(".") for name in re.findall(r"--[A-Za-z][\w.-]*", help_)}
+
+
+def option_of(argument: str) -> str:
+    """The option an argument gives: `--name=value` and `--trainer.callbacks+=...` give `--name` and
+    `--trainer.callbacks`."""
+    return argument.split("=", 1)[0].rstrip("+")
+
+
+def takes(names: set[str], option: str) -> bool:
     """Whether the parser with these option names may accept `option`. Beyond an exact name: an
     abbreviation (argparse takes a unique prefix), and anything below the nearest listed name unless that
     name is a group whose settings the help lists in full (an open class, with its `NAME.help`, takes

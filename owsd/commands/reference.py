@@ -73,8 +73,9 @@ def settings_page() -> str:
              "name is nested: `data.scrambler.key_file` is `data: {scrambler: {key_file: ...}}`.", ""]  # fmt: skip
     shared: set[str] = set()
     for command in SLOW_TO_PARSE:
-        own = [setting for setting in settings(command_help(command)) if setting.name not in shared]
-        names = {setting.name for setting in settings(command_help(command))}
+        listed = settings(command_help(command))
+        own = [setting for setting in listed if setting.name not in shared]
+        names = {setting.name for setting in listed}
         common = len(names & shared)
         told = f": {common} as in `owsd fit` above, and these {len(own)}" if common else ""
         lines += [f"## owsd {command}", "", f"{len(names)} settings{told}.", ""]

@@ -7,6 +7,7 @@ given to `--config` that is no file here is looked up there, by its last path pa
 import logging
 from pathlib import Path
 
+from owsd.commands.parse_errors import config_arguments
 from owsd.errors import ConfigError
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "lightning_configs"
@@ -16,11 +17,8 @@ log = logging.getLogger("owsd")
 def with_shipped_configs(arguments: list[str]) -> list[str]:
     """`arguments` with each `--config NAME` that is no file here replaced by the shipped config it names."""
     found = list(arguments)
-    for index, argument in enumerate(arguments):
-        if argument in ("-c", "--config") and index + 1 < len(arguments):
-            found[index + 1] = _shipped(arguments[index + 1])
-        elif argument.startswith("--config="):
-            found[index] = "--config=" + _shipped(argument.split("=", 1)[1])
+    for index, before, name in config_arguments(arguments):
+        found[index] = before + _shipped(name)
     return found
 
 

@@ -12,7 +12,15 @@ import pytest
 
 from owsd.cli import main
 from owsd.commands import quick_answers
-from owsd.commands.quick_answers import SHIPPED, SLOW_TO_PARSE, _takes, help_text, installation
+from owsd.commands.quick_answers import (
+    SHIPPED,
+    SLOW_TO_PARSE,
+    help_text,
+    installation,
+    option_names,
+    option_of,
+    takes,
+)
 from owsd.commands.write_help import live_help
 from tests.conftest import REPO, TINY_CONFIG, refusal
 
@@ -94,7 +102,7 @@ def options_of(command: str) -> set[str]:
     """The option names in `command`'s help text (printing it once in a fresh process if none is at hand)."""
     if help_text(command) is None:
         subprocess.run([sys.executable, "-m", "owsd", command, "--help"], capture_output=True, check=True, timeout=300)
-    return {name.rstrip(".") for name in re.findall(r"--[A-Za-z][\w.-]*", help_text(command))}
+    return option_names(help_text(command))
 
 
 @pytest.mark.parametrize(
@@ -116,7 +124,7 @@ def test_an_unknown_option_is_refused_before_lightning_is_imported(tmp_path, com
 
 def test_every_option_a_parser_may_take_passes_the_quick_check():
     names = options_of("fit")
-    assert all(_takes(names, name) for name in names)
+    assert all(takes(names, name) for name in names)
     may_take = [
         "--trainer.max_ep",  # argparse takes a unique prefix
         "--data.source.init_args.root",  # an open class (`--data.source.help`) takes its init_args
@@ -124,9 +132,9 @@ def test_every_option_a_parser_may_take_passes_the_quick_check():
         "--trainer.max_time.days",  # a dict setting takes a key
         "--trainer.logger.init_args.save_dir",
     ]
-    assert [option for option in may_take if not _takes(names, option)] == []
+    assert [option for option in may_take if not takes(names, option)] == []
     never = ["--model.hiden_size", "--modle", "--data.scrambler.defences.rotate_evry", "--trainer.max_epochs.x.y"]
-    assert [option for option in never if _takes(names, option)] == never[3:]  # a leaf's key: the parser decides
+    assert [option for option in never if takes(names, option)] == never[3:]  # a leaf's key: the parser decides
 
 
 def test_the_options_the_readme_and_benchmarks_give_pass_the_quick_check():
@@ -134,8 +142,8 @@ def test_the_options_the_readme_and_benchmarks_give_pass_the_quick_check():
     given: list[tuple[str, str]] = []
     for document in [REPO / "README.md", *REPO.glob("docs/**/*.md"), *REPO.glob("benchmarks/*.sh")]:
         for command, rest in re.findall(r"owsd ([a-z][\w-]*)(.*)", document.read_text()):
-            given += [(command, option.split("=")[0].rstrip("+")) for option in re.findall(r"--[A-Za-z][\w.+-]*", rest)
+            given += [(command, option_of(option)) for option in re.findall(r"--[A-Za-z][\w.+-]*", rest)
                       if command in SLOW_TO_PARSE]  # fmt: skip
     assert len(given) > 50
-    refused = [(c, o) for c, o in given if not _takes(options_of(c), o)]
+    refused = [(c, o) for c, o in given if not takes(options_of(c), o)]
     assert [(c, o) for c, o in refused if o != "--no_such_option"] == []  # the docs' example of a mistake
