@@ -7,18 +7,26 @@ Every results table shows them beside OWSD, so that what the cloud adds is read 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 def fit_linear_probe(embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Pipeline:
-    """Logistic regression on standardised embeddings (scikit-learn's defaults, up to 1,000 iterations)."""
+    """Logistic regression on standardised embeddings (scikit-learn's defaults, up to 1,000 iterations).
+
+    scikit-learn (with pandas, 0.8 s) is imported here, not with the module: the processes of a distributed
+    precompute other than rank 0, and the commands that score no probe, never need it."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     with warnings.catch_warnings():  # an unconverged fit is still the baseline: score it as it is
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -65,28 +65,35 @@ def single_process_fit(workdir: Path, *args: str) -> subprocess.CompletedProcess
     return done
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The single-process fit the launches are compared with: its folder (key, cache) and what it printed."""
+    folder = tmp_path_factory.mktemp("one-process") / "one"
+    return folder, single_process_fit(folder)
+
+
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
     for name, value in ONE_THREAD.items():
         monkeypatch.setenv(name, value)
 
 
-def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(workdir):
+def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(workdir, one_process):
     """Before: the IIN was trained and tested on both ranks (padded test batches, each rank's own early
     stopping) and both printed."""
-    one = single_process_fit(workdir / "one")
-    same_key = ["--data.scrambler.key_file", str(workdir / "one" / "keys" / "test.key")]
+    one_folder, one = one_process
+    same_key = ["--data.scrambler.key_file", str(one_folder / "keys" / "test.key")]
     two = run_owsd(tiny_args(workdir / "two", *ONE_EPOCH, *same_key, "--trainer.devices", "2"), cwd=workdir)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 0 precomputed 12 images" in two.stderr and "rank 1 precomputed 8 images" in two.stderr
     assert two.stdout == one.stdout and two.stdout.count("OWSD test accuracy") == 1
-    assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+    assert_same_cache(cached(workdir / "two"), cached(one_folder))
     assert len(list((workdir / "two" / "runs" / "lightning_logs").iterdir())) == 1, "one fit, on rank 0"
     # the README's sbatch line, `srun owsd fit … --trainer.devices 2` on one node, with srun's environment
     tasks = srun(tiny_args(workdir / "srun", *ONE_EPOCH, *same_key, "--trainer.devices", "2"), cwd=workdir)
     assert [task.returncode for task in tasks] == [0, 0], tasks[0].stderr[-2000:] + tasks[1].stderr[-2000:]
     assert tasks[0].stdout == one.stdout and tasks[1].stdout == ""
-    assert_same_cache(cached(workdir / "srun"), cached(workdir / "one"))
+    assert_same_cache(cached(workdir / "srun"), cached(one_folder))
 
 
 def srun(args: list[str], cwd: Path, tasks: int = 2) -> list[subprocess.CompletedProcess]:
@@ -123,16 +130,18 @@ def test_run_with_one_batch_over_two_ranks_records_each_repetition_once(workdir)
     assert "2/2" in table and "4/" not in table
 
 
-def test_two_nodes_give_the_single_process_table_and_count_each_image_once_in_a_shared_ledger(workdir, postgres_url):
+def test_two_nodes_give_the_single_process_table_and_count_each_image_once_in_a_shared_ledger(
+    workdir, postgres_url, one_process
+):
     """Before: both nodes trained, tested and printed; the other node's numbers differed from one process's."""
-    one = single_process_fit(workdir / "one")
-    shared = ["--data.scrambler.key_file", str(workdir / "one" / "keys" / "test.key"),
+    one_folder, one = one_process
+    shared = ["--data.scrambler.key_file", str(one_folder / "keys" / "test.key"),
               "--data.scrambler.ledger_file", postgres_url]  # fmt: skip
     args = tiny_args(workdir / "two", *ONE_EPOCH, *shared, "--trainer.num_nodes", "2", "--trainer.strategy", "ddp")
     node0, node1 = torchrun_nodes([args, args], cwd=workdir)
     assert node0.returncode == 0 and node1.returncode == 0, node0.stderr[-2000:] + node1.stderr[-2000:]
     assert node0.stdout == one.stdout and node1.stdout == ""
-    assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
+    assert_same_cache(cached(workdir / "two"), cached(one_folder))
     (key,) = KeyLedger(postgres_url, "test").keys()
     assert (key.exposed, key.resends) == (20, 0)
     # Before: `run` on two nodes recorded every repetition on both, then rank 1 crashed and rank 0 hung.
@@ -190,7 +199,7 @@ def test_a_node_that_never_comes_stops_rank_zero_within_the_timeout(workdir, pos
 def test_analyze_on_two_torchrun_processes_writes_and_prints_what_one_process_does(workdir):
     """Before: both ranks ran it into one output folder."""
 
-    args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--analysis.keys.seed", "7"]
+    args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--analysis.keys.seed", "7", "--analysis.keys.count", "1"]
     one = run_owsd([*args, "--out", "one"], cwd=workdir, env_extra=ONE_THREAD)
     assert one.returncode == 0, one.stderr[-2000:]
     two = run_torchrun([*args, "--out", "two"], cwd=workdir)

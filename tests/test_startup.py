@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run_owsd
+from tests.conftest import REPO, run_owsd, without_process_environment
 
 HEAVY = ("torch", "lightning", "timm", "jsonargparse")
 
@@ -63,7 +63,7 @@ def test_python_m_owsd_key_new_imports_nothing_heavy_even_after_its_re_exec(tmp_
     assert result.returncode == 0 and "wrote key" in result.stdout
     traced = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "owsd", "key", "new", str(tmp_path / "d.key")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=without_process_environment(),
     )  # fmt: skip
     assert traced.returncode == 0, traced.stderr
     lines = [line for line in traced.stderr.splitlines() if line.startswith("import time:")]

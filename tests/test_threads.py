@@ -11,7 +11,7 @@ import torch
 
 from owsd.__main__ import KEEP_FREED_MEMORY, PROCESS_ENVIRONMENT, reexec_environment
 from owsd.threads import SMALL_MODEL_THREADS, torch_threads
-from tests.conftest import REPO
+from tests.conftest import REPO, without_process_environment
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ atexit.register(lambda: print("ENV", os.environ.get("OMP_WAIT_POLICY"), os.envir
 def owsd_environment(tmp_path, **settings: str) -> list[str]:
     """`OMP_WAIT_POLICY` and `MALLOC_MMAP_THRESHOLD_` as `python -m owsd --help` saw them, started with `settings`."""
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    environment = {k: v for k, v in os.environ.items() if k not in PROCESS_ENVIRONMENT}
+    environment = without_process_environment()
     environment.update(settings, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
     result = subprocess.run(
         [sys.executable, "-m", "owsd", "--help"], env=environment, capture_output=True, text=True, timeout=60

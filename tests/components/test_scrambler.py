@@ -74,7 +74,7 @@ def test_rotation_deals_the_source_to_keys_in_blocks_in_a_keyed_order(embeddings
     assert (sent[first] != unrotated).float().mean() > 0.5, "turning rotation on retires the base key too"
 
 
-def test_batches_in_rotation_order_keep_at_most_two_generators_and_send_the_same_bytes(embeddings):
+def test_batches_in_rotation_order_keep_at_most_two_generators_and_send_the_same_images(embeddings):
     """Before: every key's generator stayed on the device (≈ 78 MB each at 256 px), so memory grew with the
     number of keys: 12 images at rotate_every=3 kept 4 generators, 50,000 at 500 would keep 100."""
     key = Key.generate()
@@ -88,7 +88,11 @@ def test_batches_in_rotation_order_keep_at_most_two_generators_and_send_the_same
         sent[rows] = rotating.scramble(many[rows], [ids[i] for i in rows], rows).pixels
         kept.append(len(rotating.generators))
     assert max(kept) <= 2
-    assert torch.equal(sent, scrambler(key, rotate_every=3).scramble(many, ids, list(range(12))).pixels)
+    # Batches of 1-2 images per key here, of 3 at once below: with several CPU threads the deconvolution adds
+    # in another order, and under a few keys in a hundred one of these 9,216 values rounded to the next level.
+    at_once = scrambler(key, rotate_every=3).scramble(many, ids, list(range(12))).pixels
+    differences = (sent.int() - at_once.int()).abs()
+    assert differences.max() <= 1 and (differences > 0).sum() <= 3, "the same images, under the same keys"
     assert scrambler(key).rotation_order([5, 3, 9]) == [0, 1, 2], "without rotation, the order given"
 
 

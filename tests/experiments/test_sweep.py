@@ -29,6 +29,7 @@ def tiny_trial_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         f"--data.scrambler.ledger_file={shared / 'ledger.sqlite'}",  # never the repository's own ledger
         "--data.split.images_per_label=100",
         "--data.split.val_fraction=0.1",
+        "--data.plaintext_baseline=false",  # the plain digits' cloud answers: a fit's table row the sweep never reads
     ]
 
 

@@ -1,0 +1,105 @@
+"""Every figure a result page states is in the results it comes from, so a page cannot drift from a rerun.
+
+A figure is a decimal number on the page (`0.480`, `47.8%`, `3.6–3.9%`). It is found when the Markdown
+reports of the page's results folders print it (a percentage also as a fraction: 47.8% as 0.478), or when a
+number of their JSON files rounds to it. Per-key details (`per_key`) are left out: thousands of numbers would
+match almost any figure."""
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+# page → the results folders it quotes, and the figures on it that come from elsewhere (with why).
+PAGES = {
+    "security.md": (["results/security"], {"4.3": "the paper's entropy", "1.97": "the paper's entropy"}),
+    "replication.md": (
+        ["results/security", "results/offline", "results/sweeps"],
+        {
+            "4.3": "the paper's entropy",
+            "1.97": "the paper's entropy",
+            "−40.5": "spread of the regime table in results/offline/README.md",
+            "−2.7": "mean of the regime table in results/offline/README.md",
+            "0.267": "the guides' runs of the CIFAR config, not a results folder",
+        },
+    ),
+    "paper-experiments.md": (
+        ["results/offline"],
+        {
+            "0.970": "the cloud's training log (runs/offline/clouds, not committed)",
+            "−40.5": "spread of the regime table",
+            "−2.7": "mean of the regime table",
+            "63.5%": "the figure before the IIN loader fix",
+            "83.3%": "the figure before the IIN loader fix",
+            "39.0": "2,340 s in minutes",
+        },
+    ),
+    "regime-search.md": (
+        ["results/offline"],
+        {
+            "0.92": "the clouds' training logs (not committed)",
+            "0.90": "the clouds' training logs (not committed)",
+            "−1.1": "lowest gain of the regime table",
+        },
+    ),
+}
+FIGURE = re.compile(r"(?<![\w.§])([−-]?\d+\.\d+)((?:[–-][−-]?\d+(?:\.\d+)?)?%?)")
+
+
+def measured(folders: list[str]) -> tuple[list[float], str]:
+    """Every number in the folders' JSON files, and the text of their Markdown reports."""
+    numbers: list[float] = []
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            value = [item for key, item in value.items() if key != "per_key"]
+        if isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers.append(float(value))
+
+    texts = []
+    for folder in folders:
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix == ".json":
+                collect(json.loads(path.read_text()))
+            elif path.suffix == ".md":
+                texts.append(path.read_text())
+    return numbers, "\n".join(texts)
+
+
+def unsourced(page: str, folders: list[str], quoted: dict[str, str]) -> list[str]:
+    numbers, reports = measured(folders)
+    missing = []
+    for figure in FIGURE.finditer((REPO / "docs" / "results" / page).read_text()):
+        text, percent = figure.group(1), figure.group(2).endswith("%")
+        if text in quoted or text + "%" in quoted:
+            continue
+        value, decimals = float(text.replace("−", "-")), len(text.split(".")[1])
+        if percent:
+            value, decimals = value / 100, decimals + 2
+        if text in reports or f"{value:.{decimals}f}" in reports:
+            continue
+        if not any(round(number, decimals) == round(value, decimals) for number in numbers):
+            missing.append(text + ("%" if percent else ""))
+    return missing
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_every_figure_on_a_result_page_is_in_the_results_it_quotes(page):
+    folders, quoted = PAGES[page]
+    assert unsourced(page, folders, quoted) == []
+
+
+def test_a_figure_no_results_file_holds_is_found(tmp_path, monkeypatch):
+    """The check itself: the page's first figure, changed to 7.481 (no results file holds it), is reported."""
+    page = (REPO / "docs" / "results" / "security.md").read_text()
+    first = FIGURE.search(page).group(1)
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "security.md").write_text(page.replace(first, "7.481", 1))
+    (tmp_path / "results").symlink_to(REPO / "results")
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    assert unsourced("security.md", ["results/security"], PAGES["security.md"][1]) == ["7.481"]
