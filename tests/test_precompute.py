@@ -15,6 +15,7 @@ from owsd.components.ledger import KeyLedger, KeyRecord
 from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
+from owsd.threads import torch_threads
 from tests import helpers
 from tests.conftest import MNIST_TINY_CONFIG, TINY_IMAGES, owsd_process, row_caches, run_owsd, tiny_args
 
@@ -78,8 +79,7 @@ def test_killed_precompute_resumes_to_the_uninterrupted_cache(workdir):
     same_key = ["--data.scrambler.key_file", str(workdir / "resumed" / "keys" / "test.key")]
     same_cloud = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet"]
     same_cloud += ["--data.cloud.init_args.weights", "random"]  # what SlowLocalCloud answers, at full speed
-    straight = run_owsd(tiny_args(workdir / "straight", *same_key, *same_cloud, "--trainer.max_epochs", "1"))
-    assert straight.returncode == 0, straight.stderr
+    main(tiny_args(workdir / "straight", *same_key, *same_cloud, "--trainer.max_epochs", "1"))  # in this process
     assert_same_cache(cached(workdir / "resumed"), cached(workdir / "straight"))
 
 
@@ -92,10 +92,8 @@ def test_two_processes_build_the_same_cache_as_one(workdir, monkeypatch):
     assert "rank 1 precomputed" in two.stderr and "rank 0 precomputed" in two.stderr
     assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 0)], "both ranks recorded"
     same_key = ["--data.scrambler.key_file", str(workdir / "two" / "keys" / "test.key")]
-    one = run_owsd(
-        tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1", *shared_ledger(workdir)), cwd=workdir
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
+    with torch_threads(1):  # in this process, on the one thread each rank had
+        main(tiny_args(workdir / "one", *same_key, "--trainer.max_epochs", "1", *shared_ledger(workdir)))
     assert_same_cache(cached(workdir / "two"), cached(workdir / "one"))
     assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 20)], "the same bytes: resends"
 
