@@ -13,7 +13,8 @@ from owsd.components.timm_models import ModelSpec
 from owsd.security.assessment_keys import AssessmentKeys
 from owsd.security.budget import key_budget
 from owsd.security.curves import Curve
-from tests.conftest import MNIST_TINY_CONFIG, refusal, run_owsd, run_torchrun
+from owsd.threads import torch_threads
+from tests.conftest import MNIST_TINY_CONFIG, refusal, run_torchrun
 from tests.key_scan import assert_no_key_material, key_material
 
 ATTACKS = {
@@ -149,17 +150,19 @@ def test_an_output_folder_with_results_is_never_overwritten(attack_run, monkeypa
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
 
 
-def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_does(tmp_path):
+def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_does(tmp_path, monkeypatch, capsys):
     """Before: both ranks of a launch ran the suite into one output folder."""
     # One attack under one key: what is compared is where the ranks write and print, not the figures.
     args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--attack.attacks", "[clustering]", "--attack.defences", "[]",
             "--attack.keys.count", "1"]  # fmt: skip
-    # One BLAS thread in both: another count may change a last float bit (the launch sets one per process).
-    one = run_owsd([*args, "--out", "one"], cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
-    assert one.returncode == 0, one.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    with torch_threads(1):  # one thread in both: another count may change a last float bit (torchrun sets one)
+        main([*args, "--out", "one"])
+    one = capsys.readouterr().out
     two = run_torchrun([*args, "--out", "two"], cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
-    assert two.stdout == one.stdout
+    assert two.stdout == one
     written = sorted((tmp_path / "two").iterdir())
     assert [path.name for path in written] == sorted(path.name for path in (tmp_path / "one").iterdir())
     for result in written:
