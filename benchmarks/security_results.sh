@@ -4,7 +4,8 @@
 # from seed 0, so that anybody regenerates the same figures (such keys are public: allowed with an in-process
 # cloud only; the user's own key is never used). Work goes to runs/security/ (an interrupted run resumes), the
 # results to results/security/: summary.md, a PNG per curve, attacks.json, defences.json, key_budget.json,
-# and analysis/ (analysis.json, pca.png, pairs.png). 104 minutes on a 2-core CPU that other jobs shared.
+# and analysis/ (analysis.json, pca.png, pairs.png), each with the provenance.json of its run (commit, command,
+# machine, wall time). About 2 hours on a 2-core CPU that other jobs shared (results/security/provenance.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 O=${OWSD_RUNS:-runs/security}

@@ -20,6 +20,8 @@ PAGES = {
         {
             "4.3": "the paper's entropy",
             "1.97": "the paper's entropy",
+            "0.07%": "the paper's Table 5",
+            "0.52%": "the paper's Table 5",
             "0.267": "the guides' runs of the CIFAR config, not a results folder",
         },
     ),
@@ -105,3 +107,11 @@ def test_a_figure_no_results_file_holds_is_found(tmp_path, monkeypatch):
     (tmp_path / "results").symlink_to(REPO / "results")
     monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
     assert unsourced("security.md", ["results/security"], PAGES["security.md"][1]) == ["7.481"]
+
+
+@pytest.mark.parametrize("folder", ["results/security", "results/security/analysis"])
+def test_the_security_results_record_their_commit_command_machine_and_wall_time(folder):
+    record = json.loads((REPO / folder / "provenance.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]), "a commit, without changes beside it"
+    assert record["command"].startswith(("owsd attack", "owsd analyze")) and ".keys.seed 0" in record["command"]
+    assert record["machine"]["cpu_count"] >= 1 and record["wall_seconds"] > 0
