@@ -116,6 +116,18 @@ def refusal(args: list[str], capsys: pytest.CaptureFixture) -> str:
     return err
 
 
+def one_rank_output(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """What `owsd ARGS`, run in this process on the one BLAS thread a launch gives each rank, printed to stdout: the
+    single-process run a launch of several is compared with (another thread count may change a last float bit)."""
+    from owsd.cli import main
+    from owsd.threads import torch_threads
+
+    capsys.readouterr()
+    with torch_threads(1):
+        main(args)
+    return capsys.readouterr().out
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

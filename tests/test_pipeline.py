@@ -103,15 +103,14 @@ def test_a_precision_that_would_round_the_generator_is_refused(precision):
         normalised_precision(precision)
 
 
-def tiny_pipeline(tmp_path: Path, **settings) -> Pipeline:
-    scrambler = ScramblerSettings(
-        tmp_path / "k.key", create_key=True, size=32, channels=16, ledger_file=tmp_path / "ledger.sqlite"
-    )
+def tiny_pipeline(tmp_path: Path, source: Path = TINY_IMAGES, scrambler: dict | None = None, **settings) -> Pipeline:
+    """The tiny images' pipeline in `tmp_path`: its key created there; `scrambler` overrides key settings."""
+    key = {"create_key": True, "size": 32, "channels": 16, "ledger_file": tmp_path / "ledger.sqlite"}
     return Pipeline(
-        ImageFolderSource(TINY_IMAGES),
+        ImageFolderSource(source),
         [ModelSpec("test_efficientnet", "random")],
         LocalCloud("test_resnet", "random"),
-        scrambler,
+        ScramblerSettings(**{"key_file": tmp_path / "k.key", **key, **(scrambler or {})}),
         image_size=32,
         cache_dir=tmp_path / "cache",
         precompute_batch_size=8,

@@ -1,9 +1,12 @@
 """The precompute cache: resumable, shared across runs, identical across process counts, and the
 cloud shown nothing but scrambled images."""
 
+import re
+import shutil
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -15,9 +18,13 @@ from owsd.components.ledger import KeyLedger, KeyRecord
 from owsd.components.timm_models import ModelSpec
 from owsd.data.cache import PairCache
 from owsd.data.sources import ImageFolderSource
+from owsd.errors import OWSDError
+from owsd.pipeline import Pipeline
+from owsd.precompute import MEETING_FILE, PrecomputeModule, Work
 from owsd.threads import torch_threads
 from tests import helpers
 from tests.conftest import MNIST_TINY_CONFIG, TINY_IMAGES, owsd_process, row_caches, run_owsd, tiny_args
+from tests.test_pipeline import tiny_pipeline
 
 
 def cached(workdir, cloud: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
@@ -186,7 +193,6 @@ def test_rotating_keys_are_precomputed_one_key_after_the_other(tmp_path):
 
     from owsd.components.scrambler import Defences
     from owsd.precompute import plan_work
-    from tests.test_pipeline import tiny_pipeline
 
     pipeline = tiny_pipeline(tmp_path).with_defences(Defences(rotate_every=10))  # batches of 8
     work = plan_work(pipeline, list(range(20)), Trainer(accelerator="cpu", logger=False))
@@ -208,3 +214,40 @@ def test_two_fits_started_together_on_one_cache_send_each_image_once(workdir):
     assert [(key.exposed, key.resends) for key in ledger_keys(workdir)] == [(20, 0)]
     waited = [text for text in said if "another owsd is sending its images; waiting for it to finish" in text]
     assert len(waited) == 1 and "0 of 20 images to precompute" in waited[0]
+
+
+def rank_one_sees(rank_zero: Pipeline, here: Pipeline, meeting: bool = True) -> str | None:
+    """What the check of `PrecomputeModule` says on rank 1 (with `here`'s config) of the work that rank 0 (with
+    `rank_zero`'s) decided; None when it sees what rank 0 sees."""
+    token = "0123456789abcdef"
+    work = Work([], rank_zero.cache.description, meeting=f"{MEETING_FILE}{token}", token=token)
+    if meeting:
+        (rank_zero.cache_dir / work.meeting).write_text(token)
+    module = PrecomputeModule(here, [])
+    module._trainer = SimpleNamespace(global_rank=1)  # a rank other than 0, with no launch
+    try:
+        module._sees_what_rank_zero_sees(work)
+    except OWSDError as error:
+        return str(error)
+    finally:
+        (rank_zero.cache_dir / work.meeting).unlink(missing_ok=True)  # as rank 0 does once all have looked
+    return None
+
+
+def test_a_rank_that_does_not_see_what_rank_zero_sees_names_the_difference_and_the_fix(tmp_path):
+    """Each check behind the two-node test (`test_distributed.py`, which launches nodes for one of them)."""
+    rank_zero = tiny_pipeline(tmp_path)
+    rank_zero.cache_dir.mkdir(parents=True)
+    assert rank_one_sees(rank_zero, tiny_pipeline(tmp_path)) is None
+    said = rank_one_sees(rank_zero, tiny_pipeline(tmp_path), meeting=False)
+    assert "does not see rank 0's cache folder" in said and "a filesystem they all mount" in said
+    node_local = {"key_file": tmp_path / "node1.key", "create_key": False}
+    said = rank_one_sees(rank_zero, tiny_pipeline(tmp_path, scrambler=node_local))
+    assert re.search(r"key file .*node1.key does not exist on this node: give every node the same key file", said)
+    said = rank_one_sees(rank_zero, tiny_pipeline(tmp_path, scrambler={"size": 16}))
+    assert "its config differs from rank 0's: generator (data.scrambler.size/channels)" in said
+    shutil.copytree(TINY_IMAGES, tmp_path / "other", ignore=shutil.ignore_patterns("cifar10_04_6.png"))  # 19 images
+    said = rank_one_sees(rank_zero, tiny_pipeline(tmp_path, source=tmp_path / "other"))
+    assert "data.source differs from rank 0's" in said and "every node must see the same images" in said
+    said = rank_one_sees(rank_zero, tiny_pipeline(tmp_path, plaintext_baseline=True))
+    assert said == "its config differs from rank 0's in plaintext_baseline"

@@ -13,8 +13,7 @@ from owsd.components.timm_models import ModelSpec
 from owsd.security.assessment_keys import AssessmentKeys
 from owsd.security.budget import key_budget
 from owsd.security.curves import Curve
-from owsd.threads import torch_threads
-from tests.conftest import MNIST_TINY_CONFIG, refusal, run_torchrun
+from tests.conftest import MNIST_TINY_CONFIG, one_rank_output, refusal, run_torchrun
 from tests.key_scan import assert_no_key_material, key_material
 
 ATTACKS = {
@@ -156,10 +155,7 @@ def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_doe
     args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--attack.attacks", "[clustering]", "--attack.defences", "[]",
             "--attack.keys.count", "1"]  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    capsys.readouterr()
-    with torch_threads(1):  # one thread in both: another count may change a last float bit (torchrun sets one)
-        main([*args, "--out", "one"])
-    one = capsys.readouterr().out
+    one = one_rank_output([*args, "--out", "one"], capsys)
     two = run_torchrun([*args, "--out", "two"], cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout == one

@@ -16,8 +16,7 @@ from owsd.components.ledger import KeyLedger
 from owsd.data.cache import PairCache
 from owsd.errors import CloudUnavailableError
 from owsd.iin_module import IINModule
-from owsd.threads import torch_threads
-from tests.conftest import TINY_IMAGES, refusal, row_caches, run_torchrun, tiny_args
+from tests.conftest import TINY_IMAGES, one_rank_output, refusal, row_caches, run_torchrun, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +159,7 @@ def test_predict_takes_the_best_checkpoint_of_the_newest_fit_by_itself(fitted, c
 def test_predict_on_two_torchrun_processes_writes_and_prints_what_one_process_does(fitted, capsys):
     """Before: both ranks of a launch sent every image and wrote one output folder."""
     workdir, checkpoint = fitted
-    capsys.readouterr()
-    # One thread in both: another count may change a last float bit (the launch sets one per process).
-    with torch_threads(1):
-        main(predict_args(workdir, checkpoint, TINY_IMAGES, out="one"))
-    one = capsys.readouterr().out
+    one = one_rank_output(predict_args(workdir, checkpoint, TINY_IMAGES, out="one"), capsys)
     two = run_torchrun(predict_args(workdir, checkpoint, TINY_IMAGES, out="two"), cwd=workdir)
     assert two.returncode == 0, two.stderr[-2000:]
     drop_speed = partial(re.sub, r" in [\d.]+ s \([\d.]+ images/s\)", "")
