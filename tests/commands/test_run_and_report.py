@@ -161,7 +161,7 @@ def without_timings(value):
     return [without_timings(v) for v in value] if isinstance(value, list) else value
 
 
-def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
+def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs, monkeypatch, caplog):
     """Stopped after its first record, `owsd run` exits 143 in one line; run again, it skips what it kept and
     ends with the records of the uninterrupted run."""
     args = ["run", "--config", str(MNIST_TINY_CONFIG), *SEEDS_AND_SIZES, BROKEN_RECIPE, "--out", "stopped"]
@@ -180,9 +180,11 @@ def test_sigterm_keeps_the_finished_runs_and_the_same_command_resumes(runs):
     kept = len(records(runs / "stopped.partial"))
     assert 1 <= kept < 8 and not (runs / "stopped").exists()
 
-    result = subprocess.run(command, cwd=runs, capture_output=True, text=True, env=REPO_ON_PATH, timeout=300)
-    assert result.returncode == 1  # the broken recipe's runs fail, as in the uninterrupted run
-    assert "resuming from" in result.stderr and len(re.findall(r"^run \d of 8", result.stderr, re.M)) == 8 - kept
+    monkeypatch.chdir(runs)  # resumed in this process: a fresh one costs ~9 s of imports
+    with crashing_fits(), pytest.raises(SystemExit) as resumed:
+        main(args)
+    assert resumed.value.code == 1  # the broken recipe's runs fail, as in the uninterrupted run
+    assert "resuming from" in caplog.text and len(re.findall(r"\brun \d of 8\b", caplog.text)) == 8 - kept
     assert without_timings(records(runs / "stopped")) == without_timings(records(runs / "first"))
     assert sorted(p.name for p in (runs / "stopped").iterdir()) == [
         "config.yaml",
