@@ -37,7 +37,7 @@ from tests.conftest import (
     without_process_environment,
 )
 from tests.key_scan import assert_no_key_material, key_material
-from tests.test_precompute import assert_same_cache, cached
+from tests.test_precompute import assert_same_cache, cached, ledger_keys
 
 # Several processes per test: never beside the other tests of the group (the GPU benchmark's timing bound).
 pytestmark = pytest.mark.xdist_group("several_processes")
@@ -94,6 +94,7 @@ def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(work
     two = run_owsd(tiny_args(workdir / "two", *ONE_EPOCH, *same_key, "--trainer.devices", "2"), cwd=workdir)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 0 precomputed 12 images" in two.stderr and "rank 1 precomputed 8 images" in two.stderr
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir / "two")] == [(20, 0)], "both ranks recorded"
     assert two.stdout == one and two.stdout.count("OWSD test accuracy") == 1
     assert_same_cache(cached(workdir / "two"), cached(one_folder))
     assert len(list((workdir / "two" / "runs" / "lightning_logs").iterdir())) == 1, "one fit, on rank 0"
@@ -102,6 +103,7 @@ def test_two_devices_fill_the_single_process_cache_and_print_its_table_once(work
     assert [task.returncode for task in tasks] == [0, 0], tasks[0].stderr[-2000:] + tasks[1].stderr[-2000:]
     assert tasks[0].stdout == one and tasks[1].stdout == ""
     assert_same_cache(cached(workdir / "srun"), cached(one_folder))
+    assert [(key.exposed, key.resends) for key in ledger_keys(workdir / "srun")] == [(20, 0)]
 
 
 def srun(args: list[str], cwd: Path, tasks: int = 2) -> list[subprocess.CompletedProcess]:
@@ -132,8 +134,7 @@ def test_run_with_one_batch_over_two_ranks_records_each_repetition_once(workdir)
     assert "rank 1: no batch left to it" in done.stderr and "Traceback" not in done.stderr
     records = (workdir / "out" / "runs.jsonl").read_text().splitlines()
     assert len(records) == 2 and not (workdir / "out.partial").exists()
-    report = run_owsd(["report", str(workdir / "out"), "--out", str(workdir / "report")], cwd=workdir)
-    assert report.returncode == 0, report.stderr
+    main(["report", str(workdir / "out"), "--out", str(workdir / "report")])  # one process reads the records
     table = (workdir / "report" / "README.md").read_text()
     assert "2/2" in table and "4/" not in table
 
