@@ -22,9 +22,9 @@ from tests.test_distributed import ONE_EPOCH, ONE_THREAD, owsd_lines, single_pro
 from tests.test_precompute import assert_same_cache, cached
 
 pytestmark = pytest.mark.xdist_group("several_processes")
-# One batch of 2 images per second: a precompute of the 20 tiny images that a test can stop mid-way.
+# One batch of 2 images per half second: a precompute of the 20 tiny images that a test can stop mid-way.
 SLOW = ["--data.cloud", "tests.helpers.SlowLocalCloud", "--data.cloud.init_args.name", "test_resnet",
-        "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "1.0",
+        "--data.cloud.init_args.weights", "random", "--data.cloud.init_args.seconds", "0.5",
         "--data.precompute_batch_size", "2", *ONE_EPOCH]  # fmt: skip
 # What SlowLocalCloud answers, at full speed: the uninterrupted run to compare with.
 SAME_CLOUD = ["--data.cloud", "owsd.components.cloud.LocalCloud", "--data.cloud.init_args.name", "test_resnet",
