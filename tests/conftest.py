@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import socket
 import subprocess
@@ -116,16 +118,17 @@ def refusal(args: list[str], capsys: pytest.CaptureFixture) -> str:
     return err
 
 
-def one_rank_output(args: list[str], capsys: pytest.CaptureFixture) -> str:
+def one_rank_output(args: list[str]) -> str:
     """What `owsd ARGS`, run in this process on the one BLAS thread a launch gives each rank, printed to stdout: the
-    single-process run a launch of several is compared with (another thread count may change a last float bit)."""
+    single-process run a launch of several is compared with (another thread count may change a last float bit).
+    In this process because a fresh one costs ~9 s of imports."""
     from owsd.cli import main
     from owsd.threads import torch_threads
 
-    capsys.readouterr()
-    with torch_threads(1):
+    printed = io.StringIO()
+    with torch_threads(1), contextlib.redirect_stdout(printed):
         main(args)
-    return capsys.readouterr().out
+    return printed.getvalue()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ failure one line within seconds, and no key-derived bytes in what Lightning save
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
@@ -23,7 +21,6 @@ from owsd.components.ledger import KeyLedger
 from owsd.distributed import precompute_trainer
 from owsd.errors import ConfigError
 from owsd.precompute import PrecomputeModule, plan_work
-from owsd.threads import torch_threads
 from tests.conftest import (
     MNIST_TINY_CONFIG,
     REPO,
@@ -65,12 +62,8 @@ def owsd_lines(stderr: str) -> list[str]:
 
 
 def single_process_fit(workdir: Path, *args: str) -> str:
-    """The tiny fit in `workdir` that launches of several processes are compared with, and what it printed. In
-    this process, on the one thread each rank has: a fresh one costs ~9 s of imports."""
-    printed = io.StringIO()
-    with torch_threads(1), contextlib.redirect_stdout(printed):
-        main(tiny_args(workdir, *ONE_EPOCH, *args))
-    return printed.getvalue()
+    """What the tiny fit in `workdir` printed: the run that launches of several processes are compared with."""
+    return one_rank_output(tiny_args(workdir, *ONE_EPOCH, *args))
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +188,11 @@ def test_a_node_that_never_comes_stops_rank_zero_within_the_timeout(workdir, pos
     assert "rank 0" in line and "data.precompute_timeout" in line and "1/2 clients joined" in line
 
 
-def test_analyze_on_two_torchrun_processes_writes_and_prints_what_one_process_does(workdir, capsys):
+def test_analyze_on_two_torchrun_processes_writes_and_prints_what_one_process_does(workdir):
     """Before: both ranks ran it into one output folder."""
 
     args = ["analyze", "--config", str(MNIST_TINY_CONFIG), "--analysis.keys.seed", "7", "--analysis.keys.count", "1"]
-    one = one_rank_output([*args, "--out", "one"], capsys)
+    one = one_rank_output([*args, "--out", "one"])
     two = run_torchrun([*args, "--out", "two"], cwd=workdir)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout == one

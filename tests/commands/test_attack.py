@@ -149,13 +149,13 @@ def test_an_output_folder_with_results_is_never_overwritten(attack_run, monkeypa
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
 
 
-def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_does(tmp_path, monkeypatch, capsys):
+def test_attack_on_two_torchrun_processes_writes_and_prints_what_one_process_does(tmp_path, monkeypatch):
     """Before: both ranks of a launch ran the suite into one output folder."""
     # One attack under one key: what is compared is where the ranks write and print, not the figures.
     args = ["attack", "--config", str(MNIST_TINY_CONFIG), "--attack.attacks", "[clustering]", "--attack.defences", "[]",
             "--attack.keys.count", "1"]  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    one = one_rank_output([*args, "--out", "one"], capsys)
+    one = one_rank_output([*args, "--out", "one"])
     two = run_torchrun([*args, "--out", "two"], cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout == one

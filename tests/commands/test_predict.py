@@ -156,10 +156,10 @@ def test_predict_takes_the_best_checkpoint_of_the_newest_fit_by_itself(fitted, c
     assert f"checkpoint {checkpoint} (the newest fit's best)" in caplog.text
 
 
-def test_predict_on_two_torchrun_processes_writes_and_prints_what_one_process_does(fitted, capsys):
+def test_predict_on_two_torchrun_processes_writes_and_prints_what_one_process_does(fitted):
     """Before: both ranks of a launch sent every image and wrote one output folder."""
     workdir, checkpoint = fitted
-    one = one_rank_output(predict_args(workdir, checkpoint, TINY_IMAGES, out="one"), capsys)
+    one = one_rank_output(predict_args(workdir, checkpoint, TINY_IMAGES, out="one"))
     two = run_torchrun(predict_args(workdir, checkpoint, TINY_IMAGES, out="two"), cwd=workdir)
     assert two.returncode == 0, two.stderr[-2000:]
     drop_speed = partial(re.sub, r" in [\d.]+ s \([\d.]+ images/s\)", "")
