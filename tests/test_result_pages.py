@@ -109,9 +109,17 @@ def test_a_figure_no_results_file_holds_is_found(tmp_path, monkeypatch):
     assert unsourced("security.md", ["results/security"], PAGES["security.md"][1]) == ["7.481"]
 
 
-@pytest.mark.parametrize("folder", ["results/security", "results/security/analysis"])
-def test_the_security_results_record_their_commit_command_machine_and_wall_time(folder):
+@pytest.mark.parametrize(
+    "folder, command",
+    [
+        ("results/security", r"owsd attack .*\.keys\.seed 0.*"),
+        ("results/security/analysis", r"owsd analyze .*\.keys\.seed 0.*"),
+        ("results/imagenet_folder_smoke", r"benchmarks/imagenet_folder_smoke\.py --out results/imagenet_folder_smoke"),
+        ("results/sweeps/iin_size", r"owsd sweep sweeps/iin_size\.yaml --trials 12 .*"),
+    ],
+)
+def test_results_record_their_commit_command_machine_and_wall_time(folder, command):
     record = json.loads((REPO / folder / "provenance.json").read_text())
     assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]), "a commit, without changes beside it"
-    assert record["command"].startswith(("owsd attack", "owsd analyze")) and ".keys.seed 0" in record["command"]
+    assert re.fullmatch(command, record["command"]), record["command"]
     assert record["machine"]["cpu_count"] >= 1 and record["wall_seconds"] > 0
