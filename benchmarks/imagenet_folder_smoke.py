@@ -30,6 +30,7 @@ from owsd.components.cloud import LocalCloud
 from owsd.components.encoder import classifier_head
 from owsd.components.scrambler import ScramblerSettings
 from owsd.components.timm_models import ModelSpec
+from owsd.data.cache import CachedRows
 from owsd.data.sources import ImageNetValSource
 from owsd.pipeline import Pipeline
 from owsd.precompute import fill_cache
@@ -75,7 +76,7 @@ def main() -> None:
     print(text)
 
 
-def table(count: int, rows, encoder: ModelSpec) -> str:
+def table(count: int, rows: CachedRows, encoder: ModelSpec) -> str:
     """The smoke run's Markdown: what each model scores on the images, with nothing trained."""
     labels = rows.labels
     scores = {

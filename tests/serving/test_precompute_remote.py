@@ -10,9 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from owsd.cli import main
-from owsd.threads import torch_threads
-from tests.conftest import owsd_process, tiny_args
+from tests.conftest import one_rank_output, owsd_process, tiny_args
 from tests.serving.conftest import free_port
 from tests.test_precompute import assert_same_cache, cached, ledger_keys
 
@@ -48,8 +46,7 @@ def test_a_server_killed_mid_precompute_and_restarted_is_waited_for(workdir, mon
     # 5 precompute batches (one shard and one request each), so a kill at the first shard lands mid-way.
     remote += ["--data.precompute_batch_size", "4", "--trainer.max_epochs", "1"]
     with serve_cloud(port) as first:
-        with torch_threads(1):  # in this process (a fresh one costs ~9 s of imports), on the killed run's thread
-            main(tiny_args(workdir / "straight", *remote))
+        one_rank_output(tiny_args(workdir / "straight", *remote))  # on the killed run's one thread
         same_key = ["--data.scrambler.key_file", str(workdir / "straight" / "keys" / "test.key")]
         args = tiny_args(workdir / "killed", *remote, *same_key)
         run = owsd_process(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
